@@ -1,0 +1,1 @@
+//! Alicia core infrastructure services.

@@ -1,0 +1,20 @@
+//! The vocabulary and runtime every Alicia crate shares.
+//!
+//! - [`id`]: validated ids for devices, services, nodes and instances, safe as MQTT topic levels.
+//! - [`topic`]: MQTT topic names and filters, matching and filter coverage.
+//! - [`manifest`]: the list of every topic the framework uses.
+//! - [`envelope`] and [`codec`]: the wire format of every message, in JSON or postcard.
+//! - [`clock`]: the time source that all expiry logic reads.
+//! - [`store`]: typed, versioned tables over one redb database per node.
+
+pub mod clock;
+pub mod codec;
+pub mod envelope;
+pub mod id;
+pub mod manifest;
+pub mod store;
+pub mod topic;
+
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};
+pub use id::{DeviceId, IdError, InstanceId, NodeId, ServiceId};
+pub use topic::{TopicError, TopicFilter, TopicName};

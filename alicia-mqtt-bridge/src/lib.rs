@@ -1,0 +1,1 @@
+//! MQTT bridge actor and embedded broker.

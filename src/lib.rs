@@ -1,0 +1,7 @@
+//! Alicia: supervised actors and core infrastructure services for home automation over MQTT.
+//!
+//! This facade crate re-exports the workspace crates under one name.
+
+pub use alicia_actors as actors;
+pub use alicia_core as core;
+pub use alicia_mqtt_bridge as mqtt_bridge;
