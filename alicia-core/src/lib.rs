@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod id;
 pub mod manifest;
 pub mod store;
+pub mod supervisor;
 pub mod topic;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};
