@@ -223,6 +223,83 @@ impl TopicFilter {
     pub fn into_string(self) -> String {
         self.0
     }
+
+    /// Checks whether `topic` matches this filter under the MQTT 3.1.1 and 5 rules.
+    ///
+    /// `+` matches exactly one level, which may be empty. `#` matches the remaining levels,
+    /// including none, so `a/#` matches `a`. A filter whose first level is `+` or `#` matches no
+    /// topic whose first level starts with `$` (such as `$SYS/uptime`), but a literal first level
+    /// like `$SYS` does.
+    pub fn matches(&self, topic: &TopicName) -> bool {
+        if starts_with_wildcard(self.as_str()) && topic.as_str().starts_with('$') {
+            return false;
+        }
+
+        let mut filter_levels = self.levels();
+        let mut topic_levels = topic.levels();
+        loop {
+            match (filter_levels.next(), topic_levels.next()) {
+                (Some("#"), _) => return true,
+                (Some("+"), Some(_)) => {}
+                (Some(expected), Some(actual)) if expected == actual => {}
+                (None, None) => return true,
+                _ => return false,
+            }
+        }
+    }
+
+    /// Checks whether every topic name that this filter matches is also matched by `acl`.
+    ///
+    /// This decides whether a subscription with this filter stays inside what an ACL filter
+    /// allows. The two filters are compared level by level:
+    ///
+    /// - A literal level is covered by the same literal, by `+` or by `#`.
+    /// - `+` is covered by `+` or `#`, never by a literal, because `+` matches any text.
+    /// - `#` matches any number of further levels, including none, so it is covered only by `#`
+    ///   at the same level. The exception is `#` as the first level: every topic name has at
+    ///   least one level, so `#` and `+/#` match the same topics and `+/#` covers `#`.
+    /// - Where this filter ends, `acl` must end too, or continue with only `#`, which matches the
+    ///   parent level. Where `acl` ends first, it is not a cover.
+    /// - A literal first level that starts with `$` (as in `$SYS/#`) is not covered by a `+` or
+    ///   `#` first level in `acl`, because those never match `$` topics. A `+` or `#` first level
+    ///   in this filter matches no `$` topic either, so it needs no extra check.
+    ///
+    /// The answer is exact: `false` means some topic name matches this filter but not `acl`.
+    pub fn is_covered_by(&self, acl: &TopicFilter) -> bool {
+        let own_first_is_dollar = self.as_str().starts_with('$');
+        if own_first_is_dollar && starts_with_wildcard(acl.as_str()) {
+            return false;
+        }
+
+        let mut own_levels = self.levels();
+        let mut acl_levels = acl.levels();
+        let mut is_first_level = true;
+        loop {
+            match (own_levels.next(), acl_levels.next()) {
+                // `#` in the ACL matches whatever this filter has left, including nothing.
+                (_, Some("#")) => return true,
+                // `#` here may match no further level, which `+` rejects, except at the first
+                // level because a topic name is never empty. `#` is always the last level, so
+                // `acl` must end with `#` right after this `+`.
+                (Some("#"), Some("+")) => {
+                    return is_first_level && acl_levels.next() == Some("#");
+                }
+                (Some("#"), _) => return false,
+                (Some("+"), Some("+")) => {}
+                (Some("+"), _) => return false,
+                (Some(_), Some("+")) => {}
+                (Some(own), Some(acl_level)) if own == acl_level => {}
+                (None, None) => return true,
+                _ => return false,
+            }
+            is_first_level = false;
+        }
+    }
+}
+
+/// Checks whether the first level of a valid filter is `+` or `#`.
+fn starts_with_wildcard(filter: &str) -> bool {
+    matches!(filter.split('/').next(), Some("+" | "#"))
 }
 
 impl From<TopicName> for TopicFilter {
