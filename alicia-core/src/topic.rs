@@ -264,7 +264,7 @@ impl TopicFilter {
     ///   `#` first level in `acl`, because those never match `$` topics. A `+` or `#` first level
     ///   in this filter matches no `$` topic either, so it needs no extra check.
     ///
-    /// The answer is exact: `false` means some topic name matches this filter but not `acl`.
+    /// The result is exact: `false` means some topic name matches this filter but not `acl`.
     pub fn is_covered_by(&self, acl: &TopicFilter) -> bool {
         let own_first_is_dollar = self.as_str().starts_with('$');
         if own_first_is_dollar && starts_with_wildcard(acl.as_str()) {
@@ -387,12 +387,13 @@ mod tests {
         }
     }
 
-    /// A string of exactly `len` bytes made of ASCII letters.
+    /// Returns a string of exactly `len` bytes made of ASCII letters.
     fn ascii_of_len(len: usize) -> String {
         "a".repeat(len)
     }
 
-    /// A string of `len` bytes made of two-byte characters, plus one ASCII byte if `len` is odd.
+    /// Returns a string of `len` bytes made of two-byte characters, plus one ASCII byte if `len`
+    /// is odd.
     fn two_byte_of_len(len: usize) -> String {
         let mut text = "é".repeat(len / 2);
         if len % 2 == 1 {
@@ -684,8 +685,8 @@ mod tests {
             )
     }
 
-    /// A filter and an ACL filter that is often a widened copy of it, so that covered pairs are
-    /// frequent; otherwise the two are independent.
+    /// Generates a filter and an ACL filter. Half the time the ACL filter is a widened copy of the
+    /// filter, so that covered pairs are frequent, and otherwise the two are independent.
     fn filter_pair_strategy() -> impl Strategy<Value = (TopicFilter, TopicFilter)> {
         let independent = (filter_strategy(), filter_strategy());
         let widened = filter_strategy().prop_flat_map(|own| {
@@ -718,7 +719,7 @@ mod tests {
         TopicFilter::new(levels.join("/")).expect("widening keeps a filter valid")
     }
 
-    /// Every topic name of 1 to 5 levels over the generated levels plus [`OTHER_LEVEL`].
+    /// Lists every topic name of 1 to 5 levels over the generated levels plus [`OTHER_LEVEL`].
     ///
     /// When a generated filter is not covered, one of these names is a counterexample. The
     /// shortest counterexample has at most one level more than the filter's levels before `#`
