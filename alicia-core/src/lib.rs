@@ -17,5 +17,8 @@ pub mod supervisor;
 pub mod topic;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};
+pub use envelope::{
+    AuthToken, AuthTokenError, Envelope, FORMAT_VERSION, MessageId, MessageIdError, SourceId,
+};
 pub use id::{DeviceId, IdError, InstanceId, NodeId, ServiceId};
 pub use topic::{TopicError, TopicFilter, TopicName};
