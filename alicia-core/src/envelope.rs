@@ -154,6 +154,29 @@ impl<T> Envelope<T> {
             body: convert(self.body),
         }
     }
+
+    /// Assembles an envelope from fields that the decoder has already validated.
+    pub(crate) fn from_decoded_parts(header: DecodedHeader, body: T) -> Self {
+        Self {
+            message_id: header.message_id,
+            timestamp: header.timestamp,
+            source: header.source,
+            correlation_id: header.correlation_id,
+            reply_to: header.reply_to,
+            auth_token: header.auth_token,
+            body,
+        }
+    }
+}
+
+/// The header fields of an envelope, as a codec has decoded and validated them.
+pub(crate) struct DecodedHeader {
+    pub(crate) message_id: MessageId,
+    pub(crate) timestamp: Timestamp,
+    pub(crate) source: SourceId,
+    pub(crate) correlation_id: Option<MessageId>,
+    pub(crate) reply_to: Option<TopicName>,
+    pub(crate) auth_token: Option<AuthToken>,
 }
 
 /// A 128-bit message id, random when created with [`MessageId::random`].
