@@ -64,6 +64,8 @@ use crate::envelope::{Envelope, shorten_for_message};
 
 mod json_wire;
 mod postcard_wire;
+#[cfg(test)]
+mod tests;
 
 /// The header field names, as JSON keys and as [`DecodeError::InvalidField`] names them.
 pub(crate) mod field {
