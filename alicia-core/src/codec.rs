@@ -273,8 +273,8 @@ pub enum DecodeError {
         /// The field's name as a JSON key (`source`, `reply_to`, `body`, ...); for an unknown
         /// JSON key, that key, escaped and cut to 64 characters.
         field: String,
-        /// Description of the problem with the value and of a valid one. It never contains an
-        /// auth token.
+        /// Description of the problem with the value and of a valid one. It never contains the
+        /// value of the `auth_token` field.
         reason: String,
     },
 }
