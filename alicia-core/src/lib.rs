@@ -17,6 +17,10 @@ pub mod supervisor;
 pub mod topic;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};
+pub use codec::{Codec, ContentTypeError, DecodeError, DecodeLimits, EncodeError};
+pub use envelope::{
+    AuthToken, AuthTokenError, Envelope, FORMAT_VERSION, MessageId, MessageIdError, SourceId,
+};
 pub use id::{DeviceId, IdError, InstanceId, NodeId, ServiceId};
 pub use manifest::{ManifestError, QoS, Role, TopicParams, TopicSpec};
 pub use topic::{TopicError, TopicFilter, TopicName};
