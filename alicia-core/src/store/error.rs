@@ -57,9 +57,26 @@ pub enum StoreError {
         found: u8,
     },
 
-    /// redb found corruption in the database file.
+    /// The database file is corrupt and moving it aside failed, so no fresh database was created.
     #[error(
-        "database file {} is corrupt ({reason}): move it away and restart the node to start with an empty database",
+        "database file {} is corrupt ({reason}) and moving it to {} failed: {error}: move or delete the file by hand, then restart the node",
+        .path.display(),
+        .moved_to.display()
+    )]
+    MoveAside {
+        /// The database file.
+        path: PathBuf,
+        /// The path the file was to be renamed to.
+        moved_to: PathBuf,
+        /// redb's reason for judging the file corrupt.
+        reason: String,
+        /// The operating system's error from the rename.
+        error: io::Error,
+    },
+
+    /// redb found corruption in a database that was already open.
+    #[error(
+        "database file {} is corrupt ({reason}): restart the node, which checks the file when it opens it and moves it aside if the check fails",
         .path.display()
     )]
     Corrupted {

@@ -5,7 +5,7 @@
 //!
 //! ```
 //! use alicia_core::store::{Store, Table};
-//! use alicia_core::DeviceId;
+//! use alicia_core::{DeviceId, SystemClock};
 //!
 //! #[derive(serde::Serialize, serde::Deserialize)]
 //! struct DeviceRecord { name: String }
@@ -14,7 +14,11 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let data_dir = tempfile::tempdir()?;
-//! let store = Store::open(data_dir.path())?;
+//! let opened = Store::open(data_dir.path(), SystemClock::shared())?;
+//! if let Some(recovery) = &opened.recovery {
+//!     eprintln!("raise an alert: {recovery}");
+//! }
+//! let store = opened.store;
 //!
 //! let lamp = DeviceId::new("kitchen-lamp")?;
 //! store.write(|tx| tx.insert(&DEVICES, &lamp, &DeviceRecord { name: "Kitchen".into() }))?;
@@ -36,6 +40,14 @@
 //!   handle. A crash or power loss before then loses every non-durable commit since the last
 //!   durable one, and leaves the store as that durable commit left it. Use this for high-rate
 //!   updates such as last-seen times, and call [`Store::sync`] on a timer to bound the loss.
+//!
+//! # Corruption
+//!
+//! [`Store::open`] verifies every page checksum of the file. A file that is not a redb database,
+//! is cut short or fails the check is renamed to `alicia.redb.corrupt-<UTC time>`, logged at
+//! error level, and replaced by an empty database. [`Opened::recovery`] reports the move so the
+//! caller can raise an alert. After an unclean shutdown redb rolls the file back to its last durable
+//! commit during the open, which is not corruption.
 
 mod error;
 mod open;
@@ -58,6 +70,8 @@ pub use table::{
 };
 pub use transaction::{Entries, ReadTransaction, WriteTransaction};
 
+use crate::clock::SharedClock;
+
 /// The node's database: a cheap, cloneable handle shared by every service on the node.
 ///
 /// Any number of read transactions run alongside one write transaction. Only one process may have
@@ -69,22 +83,56 @@ pub struct Store {
     path: Arc<Path>,
 }
 
+/// The result of [`Store::open`]: the store, and a report when a corrupt file was replaced.
+#[derive(Debug)]
+#[must_use = "a Recovery report must reach an alert"]
+pub struct Opened {
+    /// The open store.
+    pub store: Store,
+    /// Set when the database file was corrupt and has been replaced by an empty one.
+    pub recovery: Option<Recovery>,
+}
+
+/// A corrupt database file that [`Store::open`] moved aside before creating an empty one.
+///
+/// Everything the node stored is in the moved file and missing from the new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// The corrupt file's new path.
+    pub moved_to: PathBuf,
+    /// redb's reason for judging the file corrupt.
+    pub reason: String,
+}
+
+impl fmt::Display for Recovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the database file was corrupt ({}) and was moved to {}: the node started with an empty database",
+            self.reason,
+            self.moved_to.display()
+        )
+    }
+}
+
 impl Store {
     /// Opens the node's database at `<data_dir>/alicia.redb`, creating the directory (mode 0700 on
     /// unix) and the file (mode 0600 on unix) if they are missing.
     ///
-    /// The open reads the whole file to verify every page checksum, so it takes time in
-    /// proportion to the file's size. After an unclean shutdown redb rolls the file back to its
-    /// last durable commit during the open.
+    /// A corrupt file is moved aside and replaced by an empty database, which
+    /// [`Opened::recovery`] reports. The moved file's name carries the time read from `clock`.
+    /// The open reads the whole file to verify it, so it takes time in proportion to the file's
+    /// size.
     ///
     /// # Errors
     ///
-    /// [`StoreError::Corrupted`] when the file is not a redb database, is cut short or fails the
-    /// check, [`StoreError::Locked`] when another process has it open, [`StoreError::OpenFile`]
-    /// when it cannot be read or written, [`StoreError::UpgradeRequired`] for an older redb file
-    /// format, and [`StoreError::CreateDataDir`].
-    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        open::open(data_dir)
+    /// Every failure that moving the file would not fix is returned and leaves the file where it
+    /// is: [`StoreError::Locked`] when another process has it open, [`StoreError::OpenFile`] when
+    /// it cannot be read or written, [`StoreError::UpgradeRequired`] for an older redb file format,
+    /// and [`StoreError::CreateDataDir`]. [`StoreError::MoveAside`] reports a corrupt file that
+    /// could not be renamed.
+    pub fn open(data_dir: &Path, clock: SharedClock) -> Result<Opened, StoreError> {
+        open::open(data_dir, &clock)
     }
 
     fn new(database: redb::Database, path: PathBuf) -> Self {

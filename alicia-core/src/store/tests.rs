@@ -5,8 +5,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::open::{IntegrityCheck, open_with};
 use super::*;
+use crate::clock::{ManualClock, Timestamp};
 use crate::id::DeviceId;
+
+/// 2024-05-01T12:00:00Z.
+const START: Timestamp = Timestamp(1_714_564_800_000);
+const START_UTC: &str = "20240501T120000Z";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Lamp {
@@ -46,8 +52,14 @@ fn lamp(name: &str, brightness: u8) -> Lamp {
     }
 }
 
+fn clock() -> ManualClock {
+    ManualClock::new(START)
+}
+
 fn open_store(data_dir: &Path) -> Store {
-    Store::open(data_dir).unwrap()
+    let opened = Store::open(data_dir, clock().shared()).unwrap();
+    assert_eq!(opened.recovery, None);
+    opened.store
 }
 
 fn insert_lamp(store: &Store, name: &str, brightness: u8) {
@@ -99,6 +111,14 @@ fn insert_many_lamps(store: &Store) {
         .unwrap();
 }
 
+/// Writes a database with many pages, closes it and returns its bytes.
+fn real_database_bytes(data_dir: &Path) -> Vec<u8> {
+    let store = open_store(data_dir);
+    insert_many_lamps(&store);
+    drop(store);
+    fs::read(data_dir.join(DATABASE_FILE_NAME)).unwrap()
+}
+
 /// Copies the database file of an open store, as a crash at this moment would leave it.
 fn crash_copy(store: &Store, into: &Path) {
     fs::create_dir_all(into).unwrap();
@@ -137,7 +157,7 @@ fn open_rejects_file_as_data_dir() {
     let data_dir = root.path().join("not-a-dir");
     fs::write(&data_dir, b"x").unwrap();
 
-    let error = Store::open(&data_dir).unwrap_err();
+    let error = Store::open(&data_dir, clock().shared()).unwrap_err();
 
     assert!(
         matches!(error, StoreError::CreateDataDir { .. }),
@@ -675,37 +695,182 @@ fn unclean_shutdown_is_not_corruption() {
         .unwrap();
     crash_copy(&store, &root.path().join("crashed"));
 
-    let store = Store::open(&root.path().join("crashed")).unwrap();
+    let opened = Store::open(&root.path().join("crashed"), clock().shared()).unwrap();
 
-    assert_eq!(get_lamp(&store, "hall"), Some(lamp("hall", 40)));
+    assert_eq!(opened.recovery, None);
+    assert_eq!(get_lamp(&opened.store, "hall"), Some(lamp("hall", 40)));
+    assert!(corrupt_files(&root.path().join("crashed")).is_empty());
+}
+
+/// Damaged file contents, each built from a real database's bytes.
+fn corrupt_cases(real: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    let mut flipped = real.to_vec();
+    let middle = flipped.len() / 2;
+    for byte in &mut flipped[middle..] {
+        *byte ^= 0xff;
+    }
+    let mut header = real.to_vec();
+    for byte in &mut header[64..512] {
+        *byte = 0x5a;
+    }
+    vec![
+        (
+            "garbage",
+            b"this is not a redb database\n".repeat(200).to_vec(),
+        ),
+        ("short garbage", b"xyz".to_vec()),
+        ("zeros", vec![0; 1 << 20]),
+        ("truncated to half", real[..real.len() / 2].to_vec()),
+        ("truncated to one page", real[..4096].to_vec()),
+        ("second half flipped", flipped),
+        ("header overwritten", header),
+    ]
 }
 
 #[test]
-fn corrupt_file_is_reported() {
-    let cases: [(&str, Vec<u8>); 2] = [
-        ("garbage", b"not a database".repeat(100)),
-        ("zeros", vec![0; 8192]),
-    ];
-    for (case, bytes) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(DATABASE_FILE_NAME), &bytes).unwrap();
+fn corrupt_file_is_moved_aside() {
+    let source = tempfile::tempdir().unwrap();
+    let real = real_database_bytes(source.path());
 
-        let error = Store::open(dir.path()).unwrap_err();
+    for (case, bytes) in corrupt_cases(&real) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DATABASE_FILE_NAME);
+        fs::write(&path, &bytes).unwrap();
+
+        let opened = Store::open(dir.path(), clock().shared())
+            .unwrap_or_else(|error| panic!("{case}: {error}"));
+
+        let recovery = opened
+            .recovery
+            .unwrap_or_else(|| panic!("{case}: no recovery report"));
+        let expected = dir.path().join(format!("alicia.redb.corrupt-{START_UTC}"));
+        assert_eq!(recovery.moved_to, expected, "{case}");
+        assert!(!recovery.reason.is_empty(), "{case}");
+        assert_eq!(fs::read(&recovery.moved_to).unwrap(), bytes, "{case}");
+        assert_eq!(corrupt_files(dir.path()), vec![expected], "{case}");
+
+        let store = opened.store;
+        assert_eq!(get_lamp(&store, "lamp-00000"), None, "{case}");
+        insert_lamp(&store, "fresh", 1);
+        assert_eq!(get_lamp(&store, "fresh"), Some(lamp("fresh", 1)), "{case}");
+    }
+}
+
+#[test]
+fn corrupt_reasons_name_the_damage() {
+    let source = tempfile::tempdir().unwrap();
+    let real = real_database_bytes(source.path());
+    let expected = [
+        ("garbage", "Not a redb database"),
+        ("zeros", "Not a redb database"),
+        ("truncated to half", "truncated"),
+    ];
+    let cases = corrupt_cases(&real);
+
+    for (case, fragment) in expected {
+        let (_, bytes) = cases.iter().find(|(name, _)| *name == case).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(DATABASE_FILE_NAME), bytes).unwrap();
+
+        let recovery = Store::open(dir.path(), clock().shared())
+            .unwrap()
+            .recovery
+            .unwrap();
 
         assert!(
-            matches!(error, StoreError::Corrupted { .. }),
-            "{case}: {error:?}"
+            recovery.reason.contains(fragment),
+            "{case}: {}",
+            recovery.reason
         );
     }
 }
 
 #[test]
-fn locked_database_is_reported() {
+fn recovery_report_names_moved_file() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join(DATABASE_FILE_NAME), vec![0u8; 8192]).unwrap();
+
+    let recovery = Store::open(dir.path(), clock().shared())
+        .unwrap()
+        .recovery
+        .unwrap();
+
+    let message = recovery.to_string();
+    assert!(
+        message.contains(&recovery.moved_to.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("empty database"), "{message}");
+}
+
+#[test]
+fn corrupt_name_collision_gets_suffix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DATABASE_FILE_NAME);
+    let clock = clock();
+
+    let mut moved = Vec::new();
+    for round in 0..3u8 {
+        fs::write(&path, vec![round; 4096]).unwrap();
+        let opened = Store::open(dir.path(), clock.shared()).unwrap();
+        moved.push(opened.recovery.unwrap().moved_to);
+    }
+
+    let base = dir.path().join(format!("alicia.redb.corrupt-{START_UTC}"));
+    let expected = vec![
+        base.clone(),
+        PathBuf::from(format!("{}-2", base.display())),
+        PathBuf::from(format!("{}-3", base.display())),
+    ];
+    assert_eq!(moved, expected);
+    assert_eq!(fs::read(&expected[1]).unwrap(), vec![1u8; 4096]);
+}
+
+#[test]
+fn corrupt_name_uses_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join(DATABASE_FILE_NAME), b"garbage").unwrap();
+    let clock = ManualClock::new(Timestamp(1_709_210_096_789));
+
+    let recovery = Store::open(dir.path(), clock.shared())
+        .unwrap()
+        .recovery
+        .unwrap();
+
+    assert_eq!(
+        recovery.moved_to,
+        dir.path().join("alicia.redb.corrupt-20240229T123456Z")
+    );
+}
+
+#[test]
+fn panic_in_redb_counts_as_corruption() {
+    let source = tempfile::tempdir().unwrap();
+    let real = real_database_bytes(source.path());
+    let (_, flipped) = corrupt_cases(&real)
+        .into_iter()
+        .find(|(name, _)| *name == "second half flipped")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join(DATABASE_FILE_NAME), &flipped).unwrap();
+
+    // Without the integrity check, redb 5.0 panics on this file in debug builds and reports it
+    // as corrupt in release builds. Both must end in a recovery.
+    let opened = open_with(dir.path(), &clock().shared(), IntegrityCheck::Skip).unwrap();
+
+    let recovery = opened.recovery.unwrap();
+    assert_eq!(fs::read(&recovery.moved_to).unwrap(), flipped);
+    insert_lamp(&opened.store, "fresh", 1);
+    assert_eq!(get_lamp(&opened.store, "fresh"), Some(lamp("fresh", 1)));
+}
+
+#[test]
+fn locked_database_is_not_moved() {
     let dir = tempfile::tempdir().unwrap();
     let first = open_store(dir.path());
     insert_lamp(&first, "hall", 40);
 
-    let error = Store::open(dir.path()).unwrap_err();
+    let error = Store::open(dir.path(), clock().shared()).unwrap_err();
 
     assert!(
         matches!(&error, StoreError::Locked { path } if path == first.path()),
@@ -728,9 +893,9 @@ fn lock_is_released_when_store_drops() {
     let clone = first.clone();
     drop(first);
 
-    let still_locked = Store::open(dir.path()).unwrap_err();
+    let still_locked = Store::open(dir.path(), clock().shared()).unwrap_err();
     drop(clone);
-    let reopened = Store::open(dir.path());
+    let reopened = Store::open(dir.path(), clock().shared());
 
     assert!(
         matches!(still_locked, StoreError::Locked { .. }),
@@ -755,11 +920,11 @@ fn read_outlives_store_handle() {
 }
 
 #[test]
-fn directory_in_place_of_file_fails() {
+fn directory_in_place_of_file_is_not_moved() {
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir(dir.path().join(DATABASE_FILE_NAME)).unwrap();
 
-    let error = Store::open(dir.path()).unwrap_err();
+    let error = Store::open(dir.path(), clock().shared()).unwrap_err();
 
     assert!(matches!(error, StoreError::OpenFile { .. }), "{error:?}");
     assert!(dir.path().join(DATABASE_FILE_NAME).is_dir());
@@ -768,7 +933,7 @@ fn directory_in_place_of_file_fails() {
 
 #[cfg(unix)]
 #[test]
-fn unreadable_file_fails() {
+fn unreadable_file_is_not_moved() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     drop(open_store(dir.path()));
@@ -780,7 +945,7 @@ fn unreadable_file_fails() {
         return;
     }
 
-    let error = Store::open(dir.path()).unwrap_err();
+    let error = Store::open(dir.path(), clock().shared()).unwrap_err();
 
     assert!(
         matches!(&error, StoreError::OpenFile { error, .. } if error.kind() == std::io::ErrorKind::PermissionDenied),
