@@ -18,4 +18,5 @@ pub mod topic;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};
 pub use id::{DeviceId, IdError, InstanceId, NodeId, ServiceId};
+pub use store::{Store, StoreError, Table};
 pub use topic::{TopicError, TopicFilter, TopicName};
