@@ -23,4 +23,5 @@ pub use envelope::{
 };
 pub use id::{DeviceId, IdError, InstanceId, NodeId, ServiceId};
 pub use manifest::{ManifestError, QoS, Role, TopicParams, TopicSpec};
+pub use store::{Store, StoreError, Table};
 pub use topic::{TopicError, TopicFilter, TopicName};
