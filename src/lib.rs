@@ -5,3 +5,7 @@
 pub use alicia_actors as actors;
 pub use alicia_core as core;
 pub use alicia_mqtt_bridge as mqtt_bridge;
+
+pub mod config;
+
+pub use config::{BrokerChoice, ConfigError, NodeConfig};

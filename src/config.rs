@@ -1,0 +1,239 @@
+//! Settings of one node: its id, data directory and broker, read from TOML.
+//!
+//! ```toml
+//! node_id = "hub"
+//! data_dir = "/var/lib/alicia"
+//!
+//! [broker]
+//! # Either run the embedded broker on this address ...
+//! listen = "127.0.0.1:1883"
+//! # ... or connect to an external one (not both):
+//! # url = "mqtt://127.0.0.1:1883"
+//! ```
+//!
+//! Every key is optional; [`NodeConfig::default`] gives the values used for a missing key.
+//! Unknown keys are rejected, so a misspelled key is an error instead of a silently ignored
+//! setting.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use alicia_core::NodeId;
+use alicia_mqtt_bridge::BrokerUrl;
+use serde::Deserialize;
+
+/// Address of the embedded broker when none is configured: loopback only, the standard port.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 1883);
+
+/// Node id when none is configured.
+pub const DEFAULT_NODE_ID: &str = "alicia";
+
+/// Which broker the node uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerChoice {
+    /// Run the embedded broker, listening on this address.
+    Embedded {
+        /// Address the embedded broker listens on.
+        listen: SocketAddr,
+    },
+    /// Connect to a broker that runs elsewhere (Mosquitto, EMQX, ...).
+    External {
+        /// The broker's URL.
+        url: BrokerUrl,
+    },
+}
+
+/// The settings of one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// The node's id; also its MQTT client namespace.
+    pub node_id: NodeId,
+    /// Directory of the node's database and other state; created if missing.
+    pub data_dir: PathBuf,
+    /// The broker to run or connect to.
+    pub broker: BrokerChoice,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading configuration file {path} failed: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
+    /// The TOML is malformed or a value is invalid; the message names the key and position.
+    #[error("configuration {origin} is invalid: {message}")]
+    Invalid {
+        /// The file name, or a description of where the text came from.
+        origin: String,
+        /// What is wrong, with the line and column where the parser knows them.
+        message: String,
+    },
+
+    /// Both an embedded listen address and an external URL were given.
+    #[error(
+        "configuration {origin} is invalid: [broker] sets both `listen` (embedded broker) and `url` (external broker); keep only one"
+    )]
+    BrokerConflict {
+        /// The file name, or a description of where the text came from.
+        origin: String,
+    },
+}
+
+/// The TOML layout, before defaults and cross-field checks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    node_id: Option<NodeId>,
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    broker: FileBroker,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBroker {
+    listen: Option<SocketAddr>,
+    url: Option<BrokerUrl>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            node_id: NodeId::new(DEFAULT_NODE_ID)
+                .expect("the default node id satisfies the id rule"),
+            data_dir: default_data_dir(),
+            broker: BrokerChoice::Embedded {
+                listen: DEFAULT_LISTEN,
+            },
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads and validates a TOML configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates TOML text; `origin` names the text in error messages.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|error| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            message: error.to_string().trim_end().to_owned(),
+        })?;
+
+        let defaults = NodeConfig::default();
+        let broker = match (file.broker.listen, file.broker.url) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::BrokerConflict {
+                    origin: origin.to_owned(),
+                });
+            }
+            (None, Some(url)) => BrokerChoice::External { url },
+            (Some(listen), None) => BrokerChoice::Embedded { listen },
+            (None, None) => defaults.broker,
+        };
+
+        Ok(Self {
+            node_id: file.node_id.unwrap_or(defaults.node_id),
+            data_dir: file.data_dir.unwrap_or(defaults.data_dir),
+            broker,
+        })
+    }
+}
+
+/// `$XDG_DATA_HOME/alicia`, else `$HOME/.local/share/alicia`, else `./alicia-data`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|dir| !dir.is_empty()) {
+        return PathBuf::from(dir).join("alicia");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|home| !home.is_empty()) {
+        return PathBuf::from(home).join(".local/share/alicia");
+    }
+    PathBuf::from("alicia-data")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_empty_text_gives_defaults() {
+        let config = NodeConfig::from_toml("", "test").unwrap();
+        assert_eq!(config, NodeConfig::default());
+    }
+
+    #[test]
+    fn config_reads_every_key() {
+        let text = "node_id = \"hub\"\ndata_dir = \"/srv/alicia\"\n[broker]\nurl = \"mqtt://127.0.0.1:1884\"\n";
+        let config = NodeConfig::from_toml(text, "test").unwrap();
+        assert_eq!(config.node_id.as_str(), "hub");
+        assert_eq!(config.data_dir, PathBuf::from("/srv/alicia"));
+        assert_eq!(
+            config.broker,
+            BrokerChoice::External {
+                url: BrokerUrl::parse("mqtt://127.0.0.1:1884").unwrap()
+            }
+        );
+    }
+
+    #[test]
+    fn config_embedded_listen_address() {
+        let config =
+            NodeConfig::from_toml("[broker]\nlisten = \"127.0.0.1:1999\"", "test").unwrap();
+        assert_eq!(
+            config.broker,
+            BrokerChoice::Embedded {
+                listen: "127.0.0.1:1999".parse().unwrap()
+            }
+        );
+    }
+
+    #[test]
+    fn config_rejects_invalid_input() {
+        let cases = [
+            ("node_id = \"kitchen/hub\"", "'/' at position 8"),
+            ("nodeid = \"hub\"", "nodeid"),
+            ("[broker]\nurl = \"http://x\"", "mqtt://"),
+            ("[broker]\nlisten = \"localhost\"", "listen"),
+            ("[broker]\nport = 1883", "port"),
+            ("node_id = ", "node_id"),
+        ];
+        for (text, expected) in cases {
+            let error = NodeConfig::from_toml(text, "node.toml").unwrap_err();
+            let message = error.to_string();
+            assert!(message.contains("node.toml"), "{text:?}: {message}");
+            assert!(message.contains(expected), "{text:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn config_rejects_both_brokers() {
+        let text = "[broker]\nlisten = \"127.0.0.1:1883\"\nurl = \"mqtt://127.0.0.1:1884\"";
+        let error = NodeConfig::from_toml(text, "node.toml").unwrap_err();
+        assert!(
+            matches!(error, ConfigError::BrokerConflict { .. }),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn config_load_names_missing_file() {
+        let error = NodeConfig::load(Path::new("/nonexistent/alicia.toml")).unwrap_err();
+        assert!(
+            error.to_string().contains("/nonexistent/alicia.toml"),
+            "{error}"
+        );
+    }
+}
