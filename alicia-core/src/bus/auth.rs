@@ -5,7 +5,7 @@ use std::fmt;
 use crate::envelope::{AuthToken, SourceId};
 use crate::topic::TopicName;
 
-/// What the sender of an inbound message is doing.
+/// The kind of operation an inbound message performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
     /// Publishing a message that expects no reply.
@@ -23,7 +23,7 @@ pub struct AuthorizationRequest<'a> {
     /// The source the envelope claims. Nothing has verified it, so trust it only as far as the
     /// token confirms it.
     pub source: &'a SourceId,
-    /// What the sender is doing.
+    /// The kind of operation.
     pub action: Action,
     /// The topic the message was published to.
     pub topic: &'a TopicName,
@@ -37,7 +37,7 @@ pub enum Authorization {
     /// The message is dropped, and the reason goes into the error reply when the sender asked for
     /// a reply.
     Deny {
-        /// Why the message was rejected, in words the sender can act on. It must not contain the
+        /// The rejection reason, in words the sender can act on. It must not contain the
         /// token or any other secret.
         reason: String,
     },

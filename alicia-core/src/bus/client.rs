@@ -23,9 +23,9 @@ const REPLY_SPEC: &str = "client.reply";
 
 /// A typed handle to a bus actor: the local bus or the MQTT bridge.
 ///
-/// Clones share the same bus. Every method sends one [`BusCommand`] and waits for its answer, so
-/// calls from one task reach the bus in call order. A `Bus` holds no state of its own besides
-/// what [`BusCommand::Describe`] returned when it connected.
+/// Clones share the same bus. Every method sends one [`BusCommand`] and waits for the bus's
+/// reply, so calls from one task reach the bus in call order. A `Bus` keeps no state of its own
+/// besides what [`BusCommand::Describe`] returned when it connected.
 #[derive(Debug, Clone)]
 pub struct Bus {
     actor: ActorRef<BusCommand>,
@@ -44,17 +44,17 @@ impl Bus {
         Ok(Self { actor, info })
     }
 
-    /// The bus actor, for supervision and for stopping it.
+    /// Returns the bus actor, for supervision and for stopping it.
     pub fn actor(&self) -> &ActorRef<BusCommand> {
         &self.actor
     }
 
-    /// The bus's client id, which names its reply namespace.
+    /// Returns the bus's client id, which names its reply namespace.
     pub fn client(&self) -> &SourceId {
         &self.info.client
     }
 
-    /// The bus's clock, for stamping envelopes.
+    /// Returns the bus's clock, for stamping envelopes.
     pub fn clock(&self) -> &SharedClock {
         &self.info.clock
     }
@@ -64,7 +64,7 @@ impl Bus {
     /// Each matching payload is decoded into `Envelope<T>`, passed through the bus's authorizer,
     /// turned into an `M` by `convert` and cast to `target`. A payload that does not decode or is
     /// rejected never reaches `target`: the bus counts it in the route's [`RouteStats`] and
-    /// answers it with an error when it names a reply topic. Retained messages that match are
+    /// sends an error reply when it names a reply topic. Retained messages that match are
     /// in `target`'s mailbox by the time this returns.
     pub async fn subscribe<T, M, F>(
         &self,
@@ -208,7 +208,7 @@ impl Bus {
         self.decode_reply(topic, request_id, &reply)
     }
 
-    /// Answers the request in `request` with `result`, on the reply topic that the request names.
+    /// Publishes `result` as the reply to `request`, on the reply topic that the request names.
     pub async fn respond<Req, Resp: Serialize>(
         &self,
         request: &Delivery<Req>,
@@ -297,8 +297,8 @@ impl Bus {
     }
 }
 
-/// Sends one command and waits for its answer, without a timeout: the bus answers every command
-/// except [`BusCommand::Request`] as soon as it has handled it.
+/// Sends one command and waits for the reply without a timeout, because the bus replies to every
+/// command except [`BusCommand::Request`] as soon as it has handled it.
 async fn call<R, B, O>(actor: &ActorRef<BusCommand>, build: B, operation: O) -> Result<R, BusError>
 where
     R: Send + 'static,
@@ -306,7 +306,7 @@ where
     O: FnOnce() -> String,
 {
     match actor.call(build, None).await {
-        Ok(CallResult::Success(answer)) => Ok(answer),
+        Ok(CallResult::Success(reply)) => Ok(reply),
         Ok(CallResult::Timeout | CallResult::SenderError) => Err(stopped(operation())),
         Err(error) => Err(unavailable(operation(), &error)),
     }
@@ -322,6 +322,6 @@ fn unavailable(operation: String, error: &MessagingErr<BusCommand>) -> BusError 
 fn stopped(operation: String) -> BusError {
     BusError::Unavailable {
         operation,
-        reason: "it stopped before it answered".to_owned(),
+        reason: "it stopped before it replied".to_owned(),
     }
 }

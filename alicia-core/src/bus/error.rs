@@ -9,17 +9,17 @@ use crate::topic::{TopicFilter, TopicName};
 
 use super::RouteId;
 
-/// Why a bus operation failed.
+/// Failure of a bus operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BusError {
-    /// The bus actor is not running, or it stopped before it answered.
+    /// The bus actor is not running, or it stopped before it replied.
     #[error(
         "{operation} failed: the bus actor is not running ({reason}); start the bus, or connect the client to a running one"
     )]
     Unavailable {
         /// The operation that failed, such as `publish to "alicia/x"`.
         operation: String,
-        /// What ractor reported.
+        /// The ractor error.
         reason: String,
     },
 
@@ -46,7 +46,7 @@ pub enum BusError {
     Encode {
         /// The topic of the publish.
         topic: TopicName,
-        /// What the codec rejected.
+        /// The codec's error.
         source: EncodeError,
     },
 
@@ -69,7 +69,7 @@ pub enum BusError {
         topic: TopicName,
         /// The rejected reply topic.
         reply_topic: TopicName,
-        /// The filter of this bus's reply namespace, `alicia/reply/{client}/#`.
+        /// The filter of this bus's reply namespace, `alicia/reply/{client}/+`.
         namespace: TopicFilter,
     },
 
@@ -89,7 +89,7 @@ pub enum BusError {
     ReplyTopic {
         /// The request topic.
         topic: TopicName,
-        /// What the manifest rejected.
+        /// The manifest's error.
         source: Box<ManifestError>,
     },
 
@@ -106,7 +106,7 @@ pub enum BusError {
         timeout: Duration,
     },
 
-    /// The responder answered with an error reply.
+    /// The responder sent an error reply.
     #[error("request to \"{topic}\" failed with error {code}: {message}")]
     Remote {
         /// The request topic.
@@ -124,7 +124,7 @@ pub enum BusError {
     ReplyDecode {
         /// The request topic.
         topic: TopicName,
-        /// What the decoder rejected.
+        /// The decoder's error.
         source: DecodeError,
     },
 
@@ -141,9 +141,9 @@ pub enum BusError {
         found: Option<MessageId>,
     },
 
-    /// A delivery that was answered names no reply topic.
+    /// [`Bus::respond`](super::Bus::respond) got a delivery whose envelope names no reply topic.
     #[error(
-        "cannot reply to the message on \"{topic}\": its envelope names no reply topic (only requests are answered)"
+        "cannot reply to the message on \"{topic}\": its envelope names no reply topic (only requests get replies)"
     )]
     NoReplyTopic {
         /// The topic of the delivery.

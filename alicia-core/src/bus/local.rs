@@ -171,7 +171,7 @@ impl Actor for LocalBus {
         command: BusCommand,
         state: &mut LocalBusState,
     ) -> Result<(), ActorProcessingErr> {
-        // A failed answer means the caller stopped waiting; the command has taken effect anyway.
+        // A failed reply means the caller stopped waiting, but the command has taken effect anyway.
         match command {
             BusCommand::Describe { reply } => {
                 let _ = reply.send(state.info());
@@ -295,7 +295,8 @@ impl LocalBusState {
         });
     }
 
-    /// Records a pending request and publishes it, or answers at once with why it is rejected.
+    /// Records a pending request and publishes it, or replies at once with the reason it is
+    /// rejected.
     fn request(
         &mut self,
         message: OutboundMessage,
@@ -353,7 +354,7 @@ impl LocalBusState {
                 break;
             }
 
-            self.answer_pending(&message);
+            self.forward_reply(&message);
 
             if message.payload.is_empty() {
                 continue;
@@ -371,7 +372,7 @@ impl LocalBusState {
     }
 
     /// Forwards `message` to the requester waiting on its topic, if any.
-    fn answer_pending(&mut self, message: &InboundMessage) {
+    fn forward_reply(&mut self, message: &InboundMessage) {
         let Some(waiting) = self.pending.remove(&message.topic) else {
             return;
         };
@@ -381,7 +382,10 @@ impl LocalBusState {
             codec: message.codec,
         };
         if waiting.send(Ok(reply)).is_err() {
-            tracing::debug!(topic = %message.topic, "reply arrived after its requester stopped waiting");
+            tracing::debug!(
+                topic = %message.topic,
+                "reply arrived after its requester stopped waiting"
+            );
         }
     }
 

@@ -16,8 +16,8 @@ use super::{BusError, Route};
 /// The message enum of a bus actor: the local bus and the MQTT bridge both handle it.
 ///
 /// Callers use [`Bus`](super::Bus) instead of building these by hand. Every variant carries a
-/// reply port, and the bus answers each one exactly once. A bus handles commands one at a time
-/// in mailbox order, so a route subscribed before a publish is sent sees that publish.
+/// reply port, and the bus sends exactly one reply through each. A bus handles commands one at a
+/// time in mailbox order, so a route subscribed before a publish is sent sees that publish.
 #[derive(Debug)]
 pub enum BusCommand {
     /// Reports the bus's client id, clock and decode limits.
@@ -27,7 +27,7 @@ pub enum BusCommand {
     },
 
     /// Adds a route. The bus first delivers the retained messages that match its filter, then
-    /// answers with the new route's id.
+    /// replies with the new route's id.
     Subscribe {
         /// The route to add.
         route: Route,
@@ -35,7 +35,7 @@ pub enum BusCommand {
         reply: RpcReplyPort<Result<RouteId, BusError>>,
     },
 
-    /// Removes a route. No message reaches its actor through the bus after the answer.
+    /// Removes a route. No message reaches its actor through the bus after the reply.
     Unsubscribe {
         /// The route to remove.
         route: RouteId,
@@ -45,7 +45,7 @@ pub enum BusCommand {
 
     /// Publishes an encoded envelope.
     ///
-    /// The answer means the bus has accepted the message: the local bus has delivered it to the
+    /// The reply means the bus has accepted the message: the local bus has delivered it to the
     /// mailboxes of the matching routes, the MQTT bridge has queued it in its outbox.
     Publish {
         /// The message.
@@ -56,13 +56,13 @@ pub enum BusCommand {
 
     /// Publishes a request and forwards the first message that arrives on its reply topic.
     ///
-    /// The bus answers when that message arrives, or at once with an error when it rejects the
+    /// The bus replies when that message arrives, or at once with an error when it rejects the
     /// request. The requester enforces the timeout by dropping its end of the port. The bus
-    /// notices the closed port and forgets the request.
+    /// drops a request whose port is closed.
     Request {
         /// The request, whose envelope names `reply_topic`.
         message: OutboundMessage,
-        /// Where the reply is expected. It must be under the bus's reply namespace
+        /// The topic of the expected reply. It must be under the bus's reply namespace
         /// (`alicia/reply/{client}/...`), so that no other client reads it.
         reply_topic: TopicName,
         /// Receives the raw reply, or why the request was rejected.
@@ -88,7 +88,7 @@ impl fmt::Display for RouteId {
     }
 }
 
-/// What a bus tells a client about itself.
+/// A bus's description of itself, for its clients.
 #[derive(Debug, Clone)]
 pub struct BusInfo {
     /// The client id; reply topics live under `alicia/reply/{client}/`.
@@ -99,7 +99,7 @@ pub struct BusInfo {
     pub limits: DecodeLimits,
 }
 
-/// Which outbox overflow policy a publish falls under, once a bus has a bounded outbox.
+/// The outbox overflow policy of a publish, for buses with a bounded outbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PublishClass {
     /// A request or a reply: waits for outbox space up to a timeout, then fails.
@@ -112,10 +112,11 @@ pub enum PublishClass {
     Telemetry,
 }
 
-/// How a message is published.
+/// The delivery settings of one publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublishOptions {
-    /// The MQTT QoS. The local bus delivers every message exactly once, whatever the QoS.
+    /// The MQTT QoS. The local bus casts each message once to each matching route, whatever
+    /// the QoS.
     pub qos: QoS,
     /// Whether the bus stores the message for later subscribers. An empty payload with this flag
     /// clears the stored message, as in MQTT.

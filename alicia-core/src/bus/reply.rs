@@ -12,7 +12,7 @@ pub mod error_code {
     pub const FORBIDDEN: &str = "forbidden";
 }
 
-/// The body of the envelope that answers a request.
+/// The body of the envelope that replies to a request.
 ///
 /// In JSON it is an object tagged by `status`:
 ///

@@ -40,20 +40,23 @@ pub struct InboundMessage {
 
 /// A message that a route has decoded, waiting for the authorizer and then for delivery.
 pub trait PendingDelivery: Send {
-    /// The envelope's message id.
+    /// Returns the envelope's message id.
     fn message_id(&self) -> MessageId;
 
-    /// The envelope's source.
+    /// Returns the envelope's source.
     fn source(&self) -> &SourceId;
 
-    /// The envelope's reply topic, if the sender expects a reply.
+    /// Returns the envelope's reply topic, if the sender expects a reply.
     fn reply_to(&self) -> Option<&TopicName>;
 
-    /// The envelope's auth token, if any.
+    /// Returns the envelope's auth token, if any.
     fn auth_token(&self) -> Option<&AuthToken>;
 
-    /// Casts the message to the route's actor. Casting never waits, because ractor mailboxes are
+    /// Casts the message to the route's actor without waiting, because ractor mailboxes are
     /// unbounded.
+    ///
+    /// NOTE: nothing bounds or counts a slow actor's backlog, so its mailbox grows without limit.
+    /// Bounding it needs a per-route queue in front of the cast, with an overflow counter.
     fn deliver(self: Box<Self>) -> Result<(), DeliveryError>;
 }
 
@@ -77,9 +80,9 @@ type DecodeFn = dyn Fn(&InboundMessage, &DecodeLimits) -> Result<Box<dyn Pending
 
 /// A subscription: a topic filter, and how a matching payload becomes a message for an actor.
 ///
-/// The body type and the actor's message type are erased, so that one bus holds routes of every
-/// type. A payload that does not decode into the body type never reaches the actor: the bus gets
-/// the [`DecodeError`] instead.
+/// The body type and the actor's message type are erased, so that one bus can contain routes of
+/// every type. A payload that does not decode into the body type never reaches the actor, and
+/// the bus gets the [`DecodeError`] instead.
 pub struct Route {
     filter: TopicFilter,
     body_type: &'static str,
@@ -120,17 +123,17 @@ impl Route {
         }
     }
 
-    /// The topic filter that selects the route's messages.
+    /// Returns the topic filter that selects the route's messages.
     pub fn filter(&self) -> &TopicFilter {
         &self.filter
     }
 
-    /// The Rust name of the body type, for logs.
+    /// Returns the Rust name of the body type, for logs.
     pub fn body_type(&self) -> &'static str {
         self.body_type
     }
 
-    /// The id of the actor that receives the route's messages.
+    /// Returns the id of the actor that receives the route's messages.
     pub fn actor(&self) -> ActorId {
         self.actor
     }

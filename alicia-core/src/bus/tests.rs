@@ -142,7 +142,7 @@ fn is_sentinel(delivery: &Delivery<Reading>) -> bool {
     delivery.topic.as_str().starts_with("test/sentinel/")
 }
 
-/// An actor that answers `Double` requests with twice the value, or with an error for negative
+/// An actor that replies to `Double` requests with twice the value, or with an error for negative
 /// values.
 struct Doubler;
 
@@ -494,7 +494,7 @@ async fn request_rejects_foreign_reply_topic() {
         .expect("the bus is running");
 
     let CallResult::Success(Err(error)) = outcome else {
-        panic!("expected an error answer, got {outcome:?}");
+        panic!("expected an error reply, got {outcome:?}");
     };
     assert!(
         matches!(error, BusError::ForeignReplyTopic { .. }),
@@ -603,7 +603,7 @@ async fn malformed_request_gets_error_reply() {
 }
 
 #[tokio::test]
-async fn denying_authorizer_drops_and_answers() {
+async fn denying_authorizer_drops_and_replies() {
     let config = config("client-1").with_authorizer(Arc::new(RequireToken));
     let (bus, _handle) = LocalBus::spawn(config).await.expect("the local bus starts");
     let (actor, mut receiver) = probe().await;
