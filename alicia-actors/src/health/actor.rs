@@ -10,6 +10,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::alert::{Alert, AlertEventKind, AlertKind, HealthAlert};
+use super::bus_link::is_heartbeat_topic_of;
 use super::config::HealthConfig;
 use super::detector::{Detector, ServiceStatus};
 use super::error::HealthError;
@@ -28,6 +29,13 @@ const REJECT_LOG_PERIOD: Duration = Duration::from_secs(10);
 pub enum HealthMsg {
     /// A heartbeat, without acknowledgement, as the bus delivers them.
     Heartbeat(ServiceHeartbeat),
+    /// A heartbeat from the bus, with the topic it arrived on, which must be its service's.
+    BusHeartbeat {
+        /// The topic it was published to.
+        topic: alicia_core::TopicName,
+        /// The heartbeat.
+        heartbeat: ServiceHeartbeat,
+    },
     /// A heartbeat whose acceptance is reported back.
     RecordHeartbeat(ServiceHeartbeat, RpcReplyPort<Result<(), HealthError>>),
     /// A node's presence changed; `online: false` marks its services down at once.
@@ -177,6 +185,20 @@ impl Actor for HealthMonitor {
         match message {
             HealthMsg::Heartbeat(heartbeat) => {
                 let _ = state.ingest(heartbeat).await;
+            }
+            HealthMsg::BusHeartbeat { topic, heartbeat } => {
+                if is_heartbeat_topic_of(&topic, &heartbeat.service) {
+                    let _ = state.ingest(heartbeat).await;
+                } else {
+                    let error = HealthError::InvalidHeartbeat {
+                        service: heartbeat.service.to_string(),
+                        reason: format!(
+                            "it arrived on topic \"{topic}\", which is not the service's heartbeat topic"
+                        ),
+                    };
+                    state.metrics.heartbeats_rejected_total += 1;
+                    state.log_rejection(&error);
+                }
             }
             HealthMsg::RecordHeartbeat(heartbeat, reply) => {
                 let result = state.ingest(heartbeat).await;

@@ -70,6 +70,23 @@ pub enum HealthError {
         reason: String,
     },
 
+    /// A bus operation failed.
+    #[error("health monitor bus operation failed: {0}")]
+    Bus(#[from] alicia_core::bus::BusError),
+
+    /// A topic could not be formatted from the manifest.
+    #[error("health topic: {0}")]
+    Manifest(#[from] alicia_core::ManifestError),
+
+    /// A topic the monitor uses is missing from the manifest.
+    #[error(
+        "topic \"{key}\" is missing from the topic manifest: add it to alicia_core::manifest::MANIFEST"
+    )]
+    MissingTopic {
+        /// The manifest key.
+        key: &'static str,
+    },
+
     /// A blocking task writing the alert history panicked or was cancelled.
     #[error("alert history task failed: {reason}")]
     HistoryTask {

@@ -13,6 +13,7 @@
 
 mod actor;
 mod alert;
+mod bus_link;
 mod client;
 mod config;
 mod detector;
@@ -29,6 +30,7 @@ mod tests;
 
 pub use actor::{HealthArgs, HealthMetrics, HealthMonitor, HealthMsg, HealthState};
 pub use alert::{Alert, AlertEventKind, AlertKind, HealthAlert, Severity};
+pub use bus_link::{HealthBusLink, heartbeat_topic, publish_heartbeat};
 pub use client::HealthClient;
 pub use config::{HealthConfig, Threshold, Thresholds};
 pub use detector::{Detector, ServiceState, ServiceStatus};

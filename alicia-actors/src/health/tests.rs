@@ -756,3 +756,108 @@ async fn metrics_endpoint_refuses_non_loopback() {
         "{result:?}"
     );
 }
+
+// Heartbeats and alerts over the in-process bus.
+
+struct AlertProbe;
+
+impl ractor::Actor for AlertProbe {
+    type Msg = HealthAlert;
+    type State = tokio::sync::mpsc::UnboundedSender<HealthAlert>;
+    type Arguments = tokio::sync::mpsc::UnboundedSender<HealthAlert>;
+
+    async fn pre_start(
+        &self,
+        _myself: ractor::ActorRef<Self::Msg>,
+        sender: Self::Arguments,
+    ) -> Result<Self::State, ractor::ActorProcessingErr> {
+        Ok(sender)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ractor::ActorRef<Self::Msg>,
+        message: Self::Msg,
+        sender: &mut Self::State,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        let _ = sender.send(message);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn bus_heartbeat_raises_published_alert() {
+    use alicia_core::bus::{LocalBus, LocalBusConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp(0));
+    let (bus, bus_join) = LocalBus::spawn(
+        LocalBusConfig::new(alicia_core::SourceId::new("node-hub").unwrap())
+            .with_clock(clock.shared()),
+    )
+    .await
+    .unwrap();
+    let (client, join) =
+        HealthClient::start(config(), open_store(dir.path(), &clock), clock.shared())
+            .await
+            .unwrap();
+    let link = HealthBusLink::attach(bus.clone(), &client).await.unwrap();
+
+    let (sender, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let (probe, probe_join) = ractor::Actor::spawn(None, AlertProbe, sender)
+        .await
+        .unwrap();
+    let alerts_filter = alicia_core::TopicFilter::new("alicia/system/health/alerts").unwrap();
+    bus.subscribe(
+        alerts_filter,
+        &probe,
+        |delivery: alicia_core::bus::Delivery<HealthAlert>| delivery.envelope.into_body(),
+    )
+    .await
+    .unwrap();
+
+    publish_heartbeat(&bus, &with_cpu("lights", 99.0))
+        .await
+        .unwrap();
+
+    let event = tokio::time::timeout(Duration::from_secs(5), received.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (event.event, event.alert.kind),
+        (AlertEventKind::Raised, AlertKind::HighCpu)
+    );
+    let status = client.status(&service("lights")).await.unwrap().unwrap();
+    assert_eq!(status.state, ServiceState::Degraded);
+
+    link.detach(&bus).await.unwrap();
+    probe.stop(None);
+    probe_join.await.unwrap();
+    stop(client, join).await;
+    bus.actor().stop(None);
+    bus_join.await.unwrap();
+}
+
+#[tokio::test]
+async fn heartbeat_on_wrong_topic_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp(0));
+    let (client, join) =
+        HealthClient::start(config(), open_store(dir.path(), &clock), clock.shared())
+            .await
+            .unwrap();
+
+    client
+        .actor()
+        .cast(HealthMsg::BusHeartbeat {
+            topic: heartbeat_topic(&service("heating")).unwrap(),
+            heartbeat: heartbeat("lights"),
+        })
+        .unwrap();
+
+    let metrics = client.metrics().await.unwrap();
+    assert_eq!(metrics.heartbeats_rejected_total, 1);
+    assert!(metrics.statuses.is_empty());
+    stop(client, join).await;
+}
