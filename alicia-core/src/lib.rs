@@ -6,6 +6,7 @@
 //! - [`envelope`] and [`codec`]: the wire format of every message, in JSON or postcard.
 //! - [`clock`]: the time source that all expiry logic reads.
 //! - [`store`]: typed, versioned tables over one redb database per node.
+//! - [`supervisor`]: supervisors that restart failed actors, with stable handles to them.
 
 pub mod clock;
 pub mod codec;
@@ -18,4 +19,5 @@ pub mod topic;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};
 pub use id::{DeviceId, IdError, InstanceId, NodeId, ServiceId};
+pub use supervisor::{ChildHandle, ChildId, ChildSpec, Supervisor, SupervisorSpec};
 pub use topic::{TopicError, TopicFilter, TopicName};
