@@ -1,6 +1,6 @@
 //! A crash storm: a child that panics on every 10th message gets 10,000 messages.
 //!
-//! This binary holds one test only, because it counts the process's heap bytes with its own
+//! This binary contains one test only, because it counts the process's heap bytes with its own
 //! global allocator and other tests running at the same time would disturb the count. It runs on
 //! a multi-thread runtime with real time, so that callers, supervisor and child really race.
 
@@ -165,7 +165,7 @@ async fn crash_storm_leaves_no_residue() {
 
     let tally = storm(&handle, MESSAGES).await;
 
-    // Every call ended with an answer, or with the explicit error for a request lost with a
+    // Every call ended with a reply, or with the explicit error for a request lost with a
     // failed incarnation; the handle never lost track of the child.
     assert!(
         tally.other.is_empty(),
@@ -182,7 +182,7 @@ async fn crash_storm_leaves_no_residue() {
     );
     assert!(tally.answered >= MESSAGES / 2, "{tally:?}");
 
-    // The service still answers.
+    // The service still replies.
     let answer = handle
         .call(ProbeMsg::Ping, Some(Duration::from_secs(1)))
         .await;

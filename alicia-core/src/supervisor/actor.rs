@@ -2,8 +2,8 @@
 //!
 //! Concurrency contract: all child bookkeeping lives in [`SupervisorState`] and is touched only by
 //! the supervisor's own handlers, one at a time. Exits of children arrive as ractor supervision
-//! events; backoff delays run in timer tasks that send [`Request::RestartDue`] back, so the
-//! supervisor keeps answering snapshots and stop requests while a child waits out its backoff.
+//! events. Backoff delays run in timer tasks that send [`Request::RestartDue`] back, so the
+//! supervisor keeps replying to snapshots and stop requests while a child waits out its backoff.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,7 +31,10 @@ use crate::clock::SharedClock;
 /// How long the supervisor waits for a killed child to finish exiting before it moves on.
 const KILL_WAIT: Duration = Duration::from_secs(1);
 
-/// The exit reason ractor gives an actor stopped by a kill signal.
+/// The exit reason ractor (0.16) gives an actor stopped by a kill signal.
+///
+/// NOTE: ractor reports a kill as a normal termination with this reason, so an actor that stops
+/// itself with the reason "killed" is also counted as a failure.
 const KILLED_REASON: &str = "killed";
 
 /// A request to a supervisor. Build it through [`ChildHandle`](super::ChildHandle)'s supervisor
@@ -49,7 +52,7 @@ pub(crate) enum Request {
     },
 }
 
-/// How a root supervisor ended, for [`Supervisor::wait`](super::Supervisor::wait).
+/// The result a root supervisor ended with, for [`Supervisor::wait`](super::Supervisor::wait).
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
     result: Mutex<Option<Result<(), SupervisorError>>>,
@@ -145,7 +148,7 @@ impl Actor for SupervisorActor {
             "supervisor starting"
         );
 
-        // Every declared child waits for the first token, due now; starting them is the same
+        // Every declared child waits for the first token, due now. Starting them takes the same
         // path as a restart, so a child that fails to start is handled by the restart policy.
         let token = state.new_token();
         let now = Instant::now();
@@ -320,7 +323,7 @@ impl SupervisorState {
     }
 
     /// Handles the exit, or failed start, of the child at `index`: records it and restarts the
-    /// child (and its strategy's siblings) if its restart type asks for it.
+    /// child (and its strategy's siblings) if its restart type requires it.
     async fn child_exited(
         &mut self,
         myself: &ActorRef<SupervisorMsg>,
@@ -494,8 +497,8 @@ impl SupervisorState {
             }
 
             if let Err(reason) = self.start_child(myself, index).await {
-                // A failed start is a failure like any other; the policy may re-plan children
-                // later in this loop, which then wait for a new token and are skipped here.
+                // A failed start is a failure like any other. The policy may re-plan children
+                // later in this loop, and those then wait for a new token and are skipped here.
                 self.child_exited(myself, index, reason, true).await?;
             }
         }
@@ -513,6 +516,8 @@ impl SupervisorState {
         }
         entry.started_once = true;
 
+        // NOTE: a start has no time limit. A child whose `pre_start` never returns blocks this
+        // supervisor, which then handles no snapshot or stop request until it does.
         let started = entry
             .spec
             .starter
@@ -638,7 +643,7 @@ impl SupervisorState {
         self.finish_root(Err(SupervisorError::Escalated(escalation.clone())));
     }
 
-    /// Records how a root supervisor ended and tells its handles it is gone.
+    /// Records how a root supervisor ended and marks its handles stopped.
     fn finish_root(&self, result: Result<(), SupervisorError>) {
         if let Some(outcome) = &self.outcome {
             outcome.record(result);

@@ -22,7 +22,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// A schedule from `min` doubling up to `max`, reset after `reset_after` of stable running,
+    /// Creates a schedule from `min` doubling up to `max`, reset after `reset_after` of stable running,
     /// without jitter.
     pub fn new(min: Duration, max: Duration, reset_after: Duration) -> Result<Self, ConfigError> {
         if min > max {
@@ -46,7 +46,7 @@ impl Backoff {
         }
     }
 
-    /// The same schedule with each delay spread by `fraction` (0.0 to 1.0) of itself.
+    /// Returns the same schedule with each delay spread by `fraction` (0.0 to 1.0) of itself.
     pub fn with_jitter(mut self, fraction: f64) -> Result<Self, ConfigError> {
         if !(0.0..=1.0).contains(&fraction) {
             return Err(ConfigError::JitterOutOfRange { fraction });
@@ -55,27 +55,27 @@ impl Backoff {
         Ok(self)
     }
 
-    /// The delay before the first restart.
+    /// Returns the delay before the first restart.
     pub fn min(&self) -> Duration {
         self.min
     }
 
-    /// The longest delay.
+    /// Returns the maximum delay.
     pub fn max(&self) -> Duration {
         self.max
     }
 
-    /// The jitter fraction.
+    /// Returns the jitter fraction.
     pub fn jitter(&self) -> f64 {
         self.jitter
     }
 
-    /// How long a child must run without failing before its schedule starts again from `min`.
+    /// Returns how long a child must run without failing before its schedule starts again from `min`.
     pub fn reset_after(&self) -> Duration {
         self.reset_after
     }
 
-    /// The delay before successive restart number `attempt` (zero for the first), where `unit`
+    /// Computes the delay before successive restart number `attempt` (zero for the first), where `unit`
     /// is a sample from `[0, 1)` that places the delay inside its jitter range.
     pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
         let base = self.base_delay(attempt);
@@ -109,13 +109,13 @@ impl Default for Backoff {
     }
 }
 
-/// Where the jitter of backoff delays comes from.
+/// The source of jitter for backoff delays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum JitterSource {
     /// Seeded from the operating system once per supervisor start.
     #[default]
     Entropy,
-    /// A fixed seed, so that a test sees the same delays on every run.
+    /// A fixed seed, so that a test gets the same delays on every run.
     Seeded(u64),
 }
 

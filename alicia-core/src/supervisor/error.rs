@@ -72,7 +72,7 @@ pub struct EscalationError {
     pub last_error: String,
 }
 
-/// Why a root supervisor did not start or did not stop cleanly.
+/// Failure of a root supervisor to start, or to end cleanly.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SupervisorError {
     /// The supervisor's settings are invalid.
@@ -106,7 +106,7 @@ pub enum SupervisorError {
     },
 }
 
-/// Why a call or cast through a [`ChildHandle`](super::ChildHandle) failed.
+/// Failure of a call or cast through a [`ChildHandle`](super::ChildHandle).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
     /// No running incarnation of the child appeared within the wait bound, for example because it
@@ -150,7 +150,7 @@ pub enum CallError {
     },
 }
 
-/// Why adding a child at run time failed.
+/// Failure to add a child at run time.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddChildError {
     /// The supervisor already has a child with this id.
@@ -193,7 +193,7 @@ pub enum AddChildError {
     Supervisor(#[from] CallError),
 }
 
-/// Why removing a child at run time failed.
+/// Failure to remove a child at run time.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RemoveChildError {
     /// The supervisor has no child with this id.

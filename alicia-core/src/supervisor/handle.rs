@@ -13,7 +13,7 @@ use super::spec::ChildId;
 /// How long a call waits for a running incarnation unless the handle sets another bound.
 pub const DEFAULT_WAIT_BOUND: Duration = Duration::from_secs(5);
 
-/// What a child's handles see: the running incarnation, if any.
+/// The state a child's handles read: the running incarnation, if any.
 ///
 /// The supervisor (or, for a root supervisor, [`Supervisor`](super::Supervisor)) is the only
 /// writer, so the value changes only when the supervisor has decided what happens to the child.
@@ -31,8 +31,8 @@ pub(crate) enum Slot<M> {
 /// A typed reference to a supervised child that always reaches its current incarnation.
 ///
 /// Cloning is cheap. A message is delivered to a running incarnation or, during a restart gap, to
-/// the next one once it has started; if none is running within the wait bound, the call fails with
-/// [`CallError::Unavailable`]. A message is never handed to an incarnation that has already
+/// the next one once it has started. If none is running within the wait bound, the call fails
+/// with [`CallError::Unavailable`]. A message is never handed to an incarnation that has already
 /// exited. A message accepted by an incarnation that then fails before handling it is lost: a
 /// call reports that as [`CallError::NoReply`], a cast cannot.
 pub struct ChildHandle<M> {
@@ -69,23 +69,24 @@ impl<M: Message> ChildHandle<M> {
         }
     }
 
-    /// The same handle with another bound on how long a call waits for a running incarnation.
+    /// Returns the same handle with another bound on how long a call waits for a running
+    /// incarnation.
     pub fn with_wait_bound(mut self, bound: Duration) -> Self {
         self.wait_bound = bound;
         self
     }
 
-    /// The child's id.
+    /// Returns the child's id.
     pub fn id(&self) -> &ChildId {
         &self.child
     }
 
-    /// The bound on how long a call waits for a running incarnation.
+    /// Returns the bound on how long a call waits for a running incarnation.
     pub fn wait_bound(&self) -> Duration {
         self.wait_bound
     }
 
-    /// The current incarnation, if one is running now. Prefer [`ChildHandle::call`] and
+    /// Returns the current incarnation, if one is running now. Prefer [`ChildHandle::call`] and
     /// [`ChildHandle::cast`]: an `ActorRef` kept from here goes stale at the next restart.
     pub fn current(&self) -> Option<ActorRef<M>> {
         match &*self.slot.borrow() {
@@ -175,7 +176,7 @@ impl<M: Message> ChildHandle<M> {
         }
     }
 
-    /// Waits until the slot holds a live incarnation other than `rejected_by`, or the child is
+    /// Waits until the slot contains a live incarnation other than `rejected_by`, or the child is
     /// stopped, or `deadline` passes.
     async fn wait_running(
         &self,

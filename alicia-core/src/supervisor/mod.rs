@@ -7,9 +7,9 @@
 //!   arguments for every start, a [`Restart`] type and a shutdown budget;
 //! - a [`Strategy`] picks which children restart together (one-for-one, one-for-all,
 //!   rest-for-one);
-//! - an [`Intensity`] bounds restarts to N within a period; one more stops the remaining children
-//!   in reverse start order and fails the supervisor to its parent, naming the child and its last
-//!   error;
+//! - an [`Intensity`] bounds restarts to N within a period. One more stops the remaining children
+//!   in reverse start order and fails the supervisor to its parent, with an error that names the
+//!   child and its last error;
 //! - a [`Backoff`] spaces successive restarts of one child exponentially, with jitter;
 //! - a [`ChildHandle`] reaches whichever incarnation is running, waits a bounded time across a
 //!   restart gap and then fails with [`CallError::Unavailable`];

@@ -60,22 +60,22 @@ impl Supervisor {
         })
     }
 
-    /// The root supervisor's id.
+    /// Returns the root supervisor's id.
     pub fn id(&self) -> &ChildId {
         &self.id
     }
 
-    /// A handle to this supervisor, for snapshots and dynamic children from other tasks.
+    /// Returns a handle to this supervisor, for snapshots and dynamic children from other tasks.
     pub fn handle(&self) -> ChildHandle<SupervisorMsg> {
         self.handle.clone()
     }
 
-    /// The supervisor actor, for linking it into a ractor tree or monitoring it.
+    /// Returns the supervisor actor, for linking it into a ractor tree or monitoring it.
     pub fn actor(&self) -> &ActorRef<SupervisorMsg> {
         &self.actor
     }
 
-    /// A snapshot of the whole tree, nested supervisors included.
+    /// Takes a snapshot of the whole tree, nested supervisors included.
     pub async fn snapshot(&self) -> Result<SupervisorSnapshot, CallError> {
         self.handle.tree_snapshot().await
     }
@@ -141,14 +141,15 @@ fn start_error(supervisor: &ChildId, error: SpawnErr) -> SupervisorError {
 
 /// Requests to a supervisor, through a handle that follows it across restarts.
 impl ChildHandle<SupervisorMsg> {
-    /// A snapshot of this supervisor's children, without descending into nested supervisors.
+    /// Takes a snapshot of this supervisor's children, without descending into nested
+    /// supervisors.
     pub async fn snapshot(&self) -> Result<SupervisorSnapshot, CallError> {
         let timeout = Some(self.wait_bound());
         self.call(|reply| SupervisorMsg(Request::Snapshot(reply)), timeout)
             .await
     }
 
-    /// A snapshot of this supervisor and, recursively, of every running nested supervisor.
+    /// Takes a snapshot of this supervisor and, recursively, of every running nested supervisor.
     ///
     /// A nested supervisor that does not answer (for example because it is restarting right
     /// then) is shown without its own snapshot.
@@ -168,8 +169,8 @@ impl ChildHandle<SupervisorMsg> {
 
     /// Starts `child` under this supervisor, after its existing children.
     ///
-    /// Fails if the id is taken, the supervisor is at its maximum, or the child fails to start;
-    /// a child that fails to start is not kept.
+    /// Fails if the id is taken, the supervisor is at its maximum, or the child fails to start.
+    /// A child that fails to start is not kept.
     pub async fn add_child<M: Message>(&self, child: ChildSpec<M>) -> Result<(), AddChildError> {
         let child = child.into_erased();
         self.call(|reply| SupervisorMsg(Request::AddChild(child, reply)), None)

@@ -24,7 +24,7 @@ pub struct SupervisorSnapshot {
 }
 
 impl SupervisorSnapshot {
-    /// The child with `id`, if this supervisor has one.
+    /// Returns the child with `id`, if this supervisor has one.
     pub fn child(&self, id: &str) -> Option<&ChildSnapshot> {
         self.children.iter().find(|child| child.id.as_str() == id)
     }
@@ -65,7 +65,7 @@ impl PartialEq for ChildSnapshot {
     }
 }
 
-/// What a child is doing.
+/// The state of a child: running, restarting or stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum ChildState {

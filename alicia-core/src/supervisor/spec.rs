@@ -47,7 +47,7 @@ impl ChildId {
         Ok(Self(value))
     }
 
-    /// The id as a string slice.
+    /// Returns the id as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -131,7 +131,7 @@ pub(crate) trait StartChild: Send + Sync + 'static {
     /// Tells handles that the child will not run again.
     fn mark_stopped(&self);
 
-    /// The handle of a nested supervisor, for tree snapshots.
+    /// Returns the handle of a nested supervisor, for tree snapshots.
     fn nested_supervisor(&self) -> Option<ChildHandle<SupervisorMsg>>;
 }
 
@@ -191,7 +191,7 @@ fn describe_spawn_error(error: SpawnErr) -> String {
     }
 }
 
-/// The text of a panic payload.
+/// Extracts the text of a panic payload.
 pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
     if let Some(text) = panic.downcast_ref::<&str>() {
         (*text).to_string()
@@ -202,7 +202,7 @@ pub(crate) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// A child as the supervisor holds it, with the actor type erased.
+/// A child as the supervisor keeps it, with the actor type erased.
 #[derive(Clone)]
 pub(crate) struct ErasedChild {
     pub(crate) id: ChildId,
@@ -244,7 +244,7 @@ impl<M: Message> fmt::Debug for ChildSpec<M> {
 }
 
 impl<M: Message> ChildSpec<M> {
-    /// A permanent worker whose every incarnation is built by `factory`: the actor and the
+    /// Creates a permanent worker whose every incarnation is built by `factory`: the actor and the
     /// arguments its `pre_start` receives.
     pub fn new<A, F>(id: ChildId, factory: F) -> Self
     where
@@ -294,12 +294,12 @@ impl<M: Message> ChildSpec<M> {
         self
     }
 
-    /// The child's id.
+    /// Returns the child's id.
     pub fn id(&self) -> &ChildId {
         &self.child.id
     }
 
-    /// A handle that reaches whichever incarnation of this child is running.
+    /// Returns a handle that reaches whichever incarnation of this child is running.
     pub fn handle(&self) -> ChildHandle<M> {
         ChildHandle::new(self.child.id.clone(), self.slot.subscribe())
     }
@@ -310,7 +310,7 @@ impl<M: Message> ChildSpec<M> {
 }
 
 impl ChildSpec<SupervisorMsg> {
-    /// A permanent nested supervisor running `spec`.
+    /// Creates a permanent nested supervisor running `spec`.
     ///
     /// Its shutdown budget is its children's budgets added up plus one second, so that it can
     /// stop them one after another before it is killed. The child handle and
@@ -385,7 +385,7 @@ impl fmt::Debug for SupervisorSpec {
 }
 
 impl SupervisorSpec {
-    /// A one-for-one supervisor with the default intensity and backoff and no children yet.
+    /// Creates a one-for-one supervisor with the default intensity and backoff and no children.
     pub fn new(id: ChildId) -> Self {
         let (sender, _) = watch::channel(Slot::Pending);
         Self {
@@ -443,13 +443,13 @@ impl SupervisorSpec {
         self
     }
 
-    /// The supervisor's id.
+    /// Returns the supervisor's id.
     pub fn id(&self) -> &ChildId {
         &self.id
     }
 
-    /// A handle that reaches whichever incarnation of this supervisor is running, for snapshots
-    /// and dynamic children.
+    /// Returns a handle that reaches whichever incarnation of this supervisor is running, for
+    /// snapshots and dynamic children.
     pub fn handle(&self) -> ChildHandle<SupervisorMsg> {
         ChildHandle::new(self.id.clone(), self.slot.subscribe())
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Which children a supervisor restarts when one of them has to be restarted.
+/// The rule that picks the children to restart together when one of them has to be restarted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
@@ -54,7 +54,7 @@ impl Intensity {
 
 impl Default for Intensity {
     /// Five restarts in 30 seconds. With the default backoff, a child that fails at every start
-    /// escalates after about six seconds of retries.
+    /// escalates about three seconds after its first failure.
     fn default() -> Self {
         Self::new(5, Duration::from_secs(30))
     }

@@ -231,7 +231,7 @@ pub fn id(value: &str) -> ChildId {
     ChildId::new(value).expect("test ids are valid")
 }
 
-/// A supervisor spec that restarts at once and tolerates many restarts.
+/// Builds a supervisor spec that restarts at once and tolerates many restarts.
 pub fn fast_spec(name: &str, strategy: Strategy) -> SupervisorSpec {
     SupervisorSpec::new(id(name))
         .strategy(strategy)
@@ -295,7 +295,7 @@ pub async fn wait_for_journal(journal: &Journal, count: usize) {
     );
 }
 
-/// Pings until the child answers as incarnation `expected`, at most 200 times. Pings that reach
+/// Pings until the child replies as incarnation `expected`, at most 200 times. Pings that reach
 /// the previous incarnation before it fails get no reply and are retried.
 pub async fn await_incarnation(handle: &ChildHandle<ProbeMsg>, expected: u64) {
     let mut last = None;
