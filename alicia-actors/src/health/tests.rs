@@ -861,3 +861,139 @@ async fn heartbeat_on_wrong_topic_rejected() {
     assert!(metrics.statuses.is_empty());
     stop(client, join).await;
 }
+
+// Heartbeats from a real supervisor.
+
+/// A worker that panics when told to, and otherwise records its messages in its stats.
+struct Flaky;
+
+enum FlakyMsg {
+    Panic,
+    Work,
+}
+
+impl ractor::Actor for Flaky {
+    type Msg = FlakyMsg;
+    type State = ServiceStats;
+    type Arguments = ServiceStats;
+
+    async fn pre_start(
+        &self,
+        _myself: ractor::ActorRef<Self::Msg>,
+        stats: Self::Arguments,
+    ) -> Result<Self::State, ractor::ActorProcessingErr> {
+        Ok(stats)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ractor::ActorRef<Self::Msg>,
+        message: Self::Msg,
+        stats: &mut Self::State,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        let timer = stats.start_timer();
+        match message {
+            FlakyMsg::Panic => panic!("flaky worker told to panic"),
+            FlakyMsg::Work => timer.finish(false),
+        }
+        Ok(())
+    }
+}
+
+async fn next_event(
+    events: &mut tokio::sync::broadcast::Receiver<HealthAlert>,
+    wanted: AlertEventKind,
+) -> HealthAlert {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .expect("alert event within 10 s")
+            .unwrap();
+        if event.event == wanted {
+            return event;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_storm_from_supervisor() {
+    use alicia_core::supervisor::{
+        Backoff, ChildId, ChildSpec, Intensity, Supervisor, SupervisorSpec,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = alicia_core::SystemClock::shared();
+    let store = Store::open(dir.path(), clock.clone()).unwrap().store;
+    let config = HealthConfig {
+        default_thresholds: Thresholds {
+            restarts: Some(Threshold::new(3.0, 1.0).unwrap()),
+            restart_window: Duration::from_secs(1),
+            ..Thresholds::default()
+        },
+        sweep_interval: None,
+        ..HealthConfig::default()
+    };
+    let (client, join) = HealthClient::start(config, store, clock.clone())
+        .await
+        .unwrap();
+    let mut events = client.subscribe_alerts();
+
+    let stats = ServiceStats::new();
+    let worker_stats = stats.clone();
+    let worker = ChildSpec::new(ChildId::new("flaky").unwrap(), move || {
+        (Flaky, worker_stats.clone())
+    });
+    let worker_handle = worker.handle();
+    let spec = SupervisorSpec::new(ChildId::new("root").unwrap())
+        .intensity(Intensity::new(100, Duration::from_secs(1)))
+        .backoff(
+            Backoff::new(
+                Duration::from_millis(1),
+                Duration::from_millis(5),
+                Duration::from_secs(60),
+            )
+            .unwrap(),
+        )
+        .child(worker);
+    let supervisor = Supervisor::start(spec).await.unwrap();
+    let heartbeats = SupervisorHeartbeats::start(
+        supervisor.handle(),
+        HeartbeatSink::Monitor(client.clone()),
+        HeartbeatSettings {
+            node: node(),
+            interval: MIN_HEARTBEAT_INTERVAL,
+            clock: clock.clone(),
+        },
+        [(service("flaky"), stats.clone())].into_iter().collect(),
+    );
+
+    // A cast can reach the incarnation that is about to die, so each panic waits until the
+    // supervisor has counted the restart.
+    for restarts in 1..=4 {
+        worker_handle.cast(FlakyMsg::Panic).await.unwrap();
+        for _ in 0..200 {
+            let snapshot = supervisor.snapshot().await.unwrap();
+            if snapshot.child("flaky").unwrap().restart_count >= restarts {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    worker_handle.cast(FlakyMsg::Work).await.unwrap();
+    let raised = next_event(&mut events, AlertEventKind::Raised).await;
+    assert_eq!(
+        (raised.alert.kind, raised.alert.service.as_str()),
+        (AlertKind::RestartStorm, "flaky")
+    );
+
+    let resolved = next_event(&mut events, AlertEventKind::Resolved).await;
+    assert_eq!(resolved.alert.id, raised.alert.id);
+    let status = client.status(&service("flaky")).await.unwrap().unwrap();
+    assert_eq!(status.state, ServiceState::Healthy);
+    assert!(status.last_heartbeat.unwrap().messages_handled >= 1);
+
+    heartbeats.stop();
+    supervisor.stop().await.unwrap();
+    stop(client, join).await;
+}
