@@ -47,7 +47,7 @@ pub enum HealthMsg {
     },
     /// The timer's sweep for missed heartbeats.
     Sweep,
-    /// A sweep requested by a caller, which is told when it is done.
+    /// A sweep requested by a caller, which gets a reply when it is done.
     SweepNow(RpcReplyPort<()>),
     /// The status of one service.
     Status(ServiceId, RpcReplyPort<Option<ServiceStatus>>),
@@ -80,16 +80,16 @@ pub struct HealthMetrics {
     pub history_errors_total: u64,
 }
 
-/// What the monitor needs to start.
+/// The monitor's start arguments.
 #[derive(Debug)]
 pub struct HealthArgs {
     /// Thresholds and timing.
     pub config: HealthConfig,
-    /// The node's store, which holds the alert history.
+    /// The node's store, which contains the alert history.
     pub store: Store,
     /// The clock that all detection reads.
     pub clock: SharedClock,
-    /// Where alert events go; [`HealthClient`](super::HealthClient) hands out receivers.
+    /// The channel of alert events, whose receivers [`HealthClient`](super::HealthClient) hands out.
     pub alerts: broadcast::Sender<HealthAlert>,
 }
 
@@ -324,7 +324,7 @@ impl HealthState {
                 );
             }
 
-            // No receiver is not an error: nobody has subscribed yet.
+            // A send without receivers fails, which only means that no one has subscribed yet.
             let _ = self.alerts.send(event);
         }
     }

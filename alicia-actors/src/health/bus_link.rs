@@ -33,6 +33,10 @@ impl HealthBusLink {
     /// Subscribes the monitor to every service's heartbeat topic and starts publishing its alert
     /// events.
     ///
+    /// NOTE: node presence (`alicia/nodes/{node}/presence`) is not subscribed yet, because no
+    /// presence message type exists in core. Until it does, call
+    /// [`HealthClient::node_presence`] when a node's last will arrives.
+    ///
     /// The heartbeat filter `alicia/system/health/+` also matches the alert topic. The bus counts
     /// alert payloads on that route as decode errors and never passes them to the monitor.
     ///

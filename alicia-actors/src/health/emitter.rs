@@ -15,7 +15,7 @@ use super::heartbeat::{MIN_HEARTBEAT_INTERVAL, ServiceHeartbeat};
 use super::sampler::ProcessSampler;
 use super::stats::{ServiceStats, StatsSnapshot};
 
-/// Where heartbeats go.
+/// The destination of heartbeats.
 #[derive(Debug, Clone)]
 pub enum HeartbeatSink {
     /// Straight to a monitor in this process.
@@ -46,7 +46,7 @@ pub struct SupervisorHeartbeats {
     task: JoinHandle<()>,
 }
 
-/// What the publisher needs on every tick.
+/// The publisher's handles and settings, used on every tick.
 struct Emitter {
     supervisor: ChildHandle<SupervisorMsg>,
     sink: HeartbeatSink,
@@ -109,11 +109,14 @@ impl Emitter {
             Ok(snapshot) => snapshot,
             Err(error) => {
                 // Sending nothing is the right signal: the monitor marks the services down.
-                tracing::warn!(supervisor = %self.supervisor.id(), %error, "no heartbeats this interval: the supervisor did not answer");
+                tracing::warn!(supervisor = %self.supervisor.id(), %error, "no heartbeats this interval: the supervisor snapshot failed");
                 return;
             }
         };
 
+        // NOTE: the supervisor's tree snapshot is read here but not yet published on its own
+        // topic, and mailbox depth stays 0 unless the worker calls `set_mailbox_depth`, because
+        // ractor 0.16 exposes no mailbox length.
         let process = self.sampler.as_ref().and_then(ProcessSampler::latest);
         for child in &snapshot.children {
             if child.kind != ChildKind::Worker || child.state == ChildState::Stopped {

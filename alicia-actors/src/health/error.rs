@@ -50,7 +50,7 @@ pub enum HealthError {
     InvalidHeartbeat {
         /// The service named in the heartbeat.
         service: String,
-        /// What is wrong with it.
+        /// The reason for the rejection.
         reason: String,
     },
 

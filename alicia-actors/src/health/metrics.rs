@@ -1,7 +1,7 @@
 //! The opt-in Prometheus endpoint: `GET /metrics` in the text exposition format 0.0.4, on a
 //! loopback address only.
 //!
-//! A [`MetricsRegistry`] holds every [`MetricSource`]: the health monitor's client is one, and the
+//! A [`MetricsRegistry`] contains every [`MetricSource`]: the health monitor's client is one, and the
 //! MQTT bridge and device registry add theirs. The server is a minimal HTTP/1.1 responder on a
 //! tokio listener. It serves one request per connection and closes it, and it bounds the request
 //! size, the time per connection and the number of connections at once.
@@ -161,7 +161,7 @@ fn write_family(text: &mut String, family: &MetricFamily) {
         MetricKind::Counter => "counter",
         MetricKind::Gauge => "gauge",
     };
-    // Writing to a String cannot fail.
+    // `fmt::Write` for `String` always returns `Ok`, so the results below are ignored.
     let _ = writeln!(text, "# HELP {} {}", family.name, escape_help(&family.help));
     let _ = writeln!(text, "# TYPE {} {kind}", family.name);
     for sample in &family.samples {

@@ -304,7 +304,7 @@ fn error_rate_uses_sliding_window() {
     );
 
     // Then 10 successes a second. Counted since start, the rate stays above the clear value of
-    // 0.1 until second 20, but the 10-second window forgets the failures at second 11.
+    // 0.1 until second 20, but the 10-second window no longer contains the failures at second 11.
     let mut resolved_at = None;
     for second in 2..=19 {
         clock.advance(INTERVAL);
@@ -864,7 +864,7 @@ async fn heartbeat_on_wrong_topic_rejected() {
 
 // Heartbeats from a real supervisor.
 
-/// A worker that panics when told to, and otherwise records its messages in its stats.
+/// A worker that panics on `Panic` and records each `Work` message in its stats.
 struct Flaky;
 
 enum FlakyMsg {
