@@ -1,1 +1,3 @@
 //! Alicia core infrastructure services.
+
+pub mod health;

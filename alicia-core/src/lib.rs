@@ -7,6 +7,7 @@
 //! - [`clock`]: the time source that all expiry logic reads.
 //! - [`bus`]: the bus protocol that services publish and subscribe through, and the in-process bus.
 //! - [`store`]: typed, versioned tables over one redb database per node.
+//! - [`supervisor`]: supervisors that restart failed actors, with stable handles to them.
 
 pub mod bus;
 pub mod clock;
@@ -30,4 +31,5 @@ pub use envelope::{
 pub use id::{DeviceId, IdError, InstanceId, NodeId, ServiceId};
 pub use manifest::{ManifestError, QoS, Role, TopicParams, TopicSpec};
 pub use store::{Store, StoreError, Table};
+pub use supervisor::{ChildHandle, ChildId, ChildSpec, Supervisor, SupervisorSpec};
 pub use topic::{TopicError, TopicFilter, TopicName};

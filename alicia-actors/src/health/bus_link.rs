@@ -1,0 +1,158 @@
+//! The monitor on the bus: heartbeats in from `alicia/system/health/{service}`, alert events out
+//! on `alicia/system/health/alerts`.
+
+use alicia_core::bus::{Bus, Delivery, PublishClass, PublishOptions, RouteId};
+use alicia_core::manifest::{self, TopicSpec};
+use alicia_core::{Envelope, ServiceId, TopicName};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use super::actor::HealthMsg;
+use super::alert::HealthAlert;
+use super::client::HealthClient;
+use super::error::HealthError;
+use super::heartbeat::ServiceHeartbeat;
+
+/// Manifest key of the heartbeat topic.
+const HEARTBEAT_TOPIC: &str = "health.heartbeat";
+
+/// Manifest key of the alert topic.
+const ALERT_TOPIC: &str = "health.alerts";
+
+/// The monitor's subscription and the task that publishes its alert events.
+///
+/// Dropping the link stops publishing alerts but leaves the subscription; call
+/// [`detach`](Self::detach) to remove both.
+#[derive(Debug)]
+pub struct HealthBusLink {
+    route: RouteId,
+    publisher: JoinHandle<()>,
+}
+
+impl HealthBusLink {
+    /// Subscribes the monitor to every service's heartbeat topic and starts publishing its alert
+    /// events.
+    ///
+    /// NOTE: node presence (`alicia/nodes/{node}/presence`) is not subscribed yet, because no
+    /// presence message type exists in core. Until it does, call
+    /// [`HealthClient::node_presence`] when a node's last will arrives.
+    ///
+    /// The heartbeat filter `alicia/system/health/+` also matches the alert topic. The bus counts
+    /// alert payloads on that route as decode errors and never passes them to the monitor.
+    ///
+    /// # Errors
+    ///
+    /// [`HealthError::Bus`] if the subscription failed.
+    pub async fn attach(bus: Bus, monitor: &HealthClient) -> Result<Self, HealthError> {
+        let heartbeats = topic_spec(HEARTBEAT_TOPIC)?;
+        let route = bus
+            .subscribe(
+                heartbeats.filter(),
+                monitor.actor(),
+                |delivery: Delivery<ServiceHeartbeat>| HealthMsg::BusHeartbeat {
+                    topic: delivery.topic,
+                    heartbeat: delivery.envelope.into_body(),
+                },
+            )
+            .await?;
+
+        let alerts = topic_spec(ALERT_TOPIC)?;
+        let topic = alerts.format(&[])?;
+        let options = PublishOptions::for_spec(alerts, PublishClass::StateChange);
+        let publisher = tokio::spawn(publish_alerts(
+            bus,
+            topic,
+            options,
+            monitor.subscribe_alerts(),
+        ));
+        Ok(Self { route, publisher })
+    }
+
+    /// Removes the subscription and stops publishing alert events.
+    ///
+    /// # Errors
+    ///
+    /// [`HealthError::Bus`] if the bus could not remove the route.
+    pub async fn detach(self, bus: &Bus) -> Result<(), HealthError> {
+        self.publisher.abort();
+        bus.unsubscribe(self.route).await?;
+        Ok(())
+    }
+}
+
+impl Drop for HealthBusLink {
+    fn drop(&mut self) {
+        self.publisher.abort();
+    }
+}
+
+/// Publishes `heartbeat` on its service's heartbeat topic.
+///
+/// # Errors
+///
+/// [`HealthError::Bus`] if the publish failed.
+pub async fn publish_heartbeat(bus: &Bus, heartbeat: &ServiceHeartbeat) -> Result<(), HealthError> {
+    let spec = topic_spec(HEARTBEAT_TOPIC)?;
+    let topic = heartbeat_topic(&heartbeat.service)?;
+    let envelope = Envelope::new(bus.client().clone(), heartbeat, bus.clock().as_ref());
+    bus.publish(
+        &topic,
+        &envelope,
+        PublishOptions::for_spec(spec, PublishClass::Telemetry),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Returns the heartbeat topic of `service`.
+///
+/// # Errors
+///
+/// [`HealthError::Manifest`] if the id is reserved for another topic, such as `alerts`.
+pub fn heartbeat_topic(service: &ServiceId) -> Result<TopicName, HealthError> {
+    Ok(topic_spec(HEARTBEAT_TOPIC)?.format(&[("service", service.as_str())])?)
+}
+
+/// Returns whether `topic` is the heartbeat topic of `service`.
+pub(crate) fn is_heartbeat_topic_of(topic: &TopicName, service: &ServiceId) -> bool {
+    let Ok(spec) = topic_spec(HEARTBEAT_TOPIC) else {
+        return false;
+    };
+    spec.parse(topic)
+        .is_ok_and(|params| params.get("service") == Some(service.as_str()))
+}
+
+fn topic_spec(key: &'static str) -> Result<&'static TopicSpec, HealthError> {
+    manifest::lookup(key).ok_or(HealthError::MissingTopic { key })
+}
+
+async fn publish_alerts(
+    bus: Bus,
+    topic: TopicName,
+    options: PublishOptions,
+    mut events: broadcast::Receiver<HealthAlert>,
+) {
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    missed,
+                    "alert publisher fell behind: events were not published"
+                );
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+
+        let envelope = Envelope::new(bus.client().clone(), &event, bus.clock().as_ref());
+        if let Err(error) = bus.publish(&topic, &envelope, options).await {
+            tracing::error!(
+                service = %event.alert.service,
+                alert_id = event.alert.id,
+                %error,
+                "failed to publish alert event"
+            );
+        }
+    }
+}
