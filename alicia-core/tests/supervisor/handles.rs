@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use crate::common::{Lab, ProbeMsg, await_incarnation, fast_spec, id, ping};
 
-/// A supervisor whose child waits exactly `gap` before each restart.
+/// Starts a supervisor whose child waits exactly `gap` before each restart.
 async fn start_with_gap(
     lab: &Lab,
     gap: Duration,
@@ -37,7 +37,7 @@ async fn call_in_gap_reaches_new_incarnation() {
     handle.cast(ProbeMsg::Panic).await.unwrap();
     old.wait(None).await.unwrap();
 
-    // The call is made in the gap and answered by the next incarnation once it starts.
+    // The call is made in the gap, and the next incarnation replies once it starts.
     let called = Instant::now();
     let answer = handle.call(ProbeMsg::Ping, None).await;
     assert_eq!(answer, Ok(2));
