@@ -165,8 +165,8 @@ async fn crash_storm_leaves_no_residue() {
 
     let tally = storm(&handle, MESSAGES).await;
 
-    // Every call ended with a reply, or with the explicit error for a request lost with a
-    // failed incarnation; the handle never lost track of the child.
+    // Every call ended with a reply, or with the explicit error for a request lost with a failed
+    // incarnation. The handle never lost track of the child.
     assert!(
         tally.other.is_empty(),
         "unexpected errors: {:?}",

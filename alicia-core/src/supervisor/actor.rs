@@ -616,19 +616,28 @@ impl SupervisorState {
 
     /// Stops every child in reverse start order, each within its shutdown budget, and cancels
     /// pending restarts.
+    ///
+    /// A root supervisor marks its children's handles stopped. A nested one marks them pending,
+    /// because its parent may restart it and them with it. If the parent does not, it marks the
+    /// whole subtree stopped itself.
     async fn stop_all_children(&mut self) {
         for timer in self.timers.values() {
             timer.abort();
         }
         self.timers.clear();
 
+        let root = self.outcome.is_some();
         for entry in self.children.iter_mut().rev() {
             if let Status::Running { cell, .. } = &entry.status {
                 let cell = cell.clone();
                 shutdown_child(&self.id, &entry.spec, &cell, "supervisor stopping").await;
             }
             entry.status = Status::Stopped;
-            entry.spec.starter.mark_stopped();
+            if root {
+                entry.spec.starter.mark_stopped();
+            } else {
+                entry.spec.starter.mark_pending();
+            }
         }
     }
 

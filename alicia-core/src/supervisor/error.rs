@@ -141,7 +141,9 @@ pub enum CallError {
     },
 
     /// The child accepted the request but did not reply in time.
-    #[error("child \"{child}\" did not reply within {timeout:?}")]
+    #[error(
+        "child \"{child}\" did not reply within {timeout:?}; raise the reply timeout or find what slows its handler"
+    )]
     Timeout {
         /// The child called.
         child: ChildId,
@@ -178,7 +180,9 @@ pub enum AddChildError {
     },
 
     /// The child failed to start; it was not added.
-    #[error("child \"{child}\" failed to start under supervisor \"{supervisor}\": {reason}")]
+    #[error(
+        "child \"{child}\" failed to start under supervisor \"{supervisor}\": {reason}; it was not added, so fix the cause and add it again"
+    )]
     StartFailed {
         /// The supervisor asked.
         supervisor: ChildId,
@@ -197,7 +201,9 @@ pub enum AddChildError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RemoveChildError {
     /// The supervisor has no child with this id.
-    #[error("supervisor \"{supervisor}\" has no child \"{child}\"")]
+    #[error(
+        "supervisor \"{supervisor}\" has no child \"{child}\"; a snapshot lists the ids it has"
+    )]
     NotFound {
         /// The supervisor asked.
         supervisor: ChildId,

@@ -17,7 +17,7 @@
 //!
 //! A panic in `pre_start`, `post_start` or a handler, and an error returned from a handler, are
 //! failures. A normal stop is not. No supervisor or child registers a process-global name unless
-//! its spec asks for one, so several nodes can run the same tree side by side in one process.
+//! its spec requests one, so several nodes can run the same tree side by side in one process.
 //!
 //! Times: backoff, intensity and shutdown budgets use tokio's clock, so tests can pause it;
 //! failure times in snapshots come from the spec's [`Clock`](crate::clock::Clock).

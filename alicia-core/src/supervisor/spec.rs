@@ -128,7 +128,8 @@ pub(crate) trait StartChild: Send + Sync + 'static {
     /// Tells handles that no incarnation is running but one is expected.
     fn mark_pending(&self);
 
-    /// Tells handles that the child will not run again.
+    /// Tells handles that the child will not run again. For a nested supervisor this reaches its
+    /// own children too, which cannot run again without it.
     fn mark_stopped(&self);
 
     /// Returns the handle of a nested supervisor, for tree snapshots.
@@ -139,6 +140,8 @@ struct ActorStarter<A: Actor, F> {
     factory: F,
     slot: Arc<watch::Sender<Slot<A::Msg>>>,
     nested: Option<ChildHandle<SupervisorMsg>>,
+    /// The children of a nested supervisor; empty for a worker.
+    nested_children: Vec<ErasedChild>,
     _actor: PhantomData<fn() -> A>,
 }
 
@@ -174,6 +177,9 @@ where
 
     fn mark_stopped(&self) {
         self.slot.send_replace(Slot::Stopped);
+        for child in &self.nested_children {
+            child.starter.mark_stopped();
+        }
     }
 
     fn nested_supervisor(&self) -> Option<ChildHandle<SupervisorMsg>> {
@@ -257,6 +263,7 @@ impl<M: Message> ChildSpec<M> {
             factory,
             slot: Arc::clone(&slot),
             nested: None,
+            nested_children: Vec::new(),
             _actor: PhantomData,
         };
         Self {
@@ -325,6 +332,7 @@ impl ChildSpec<SupervisorMsg> {
         let id = spec.id.clone();
         let slot = Arc::clone(&spec.slot);
         let nested = ChildHandle::new(id.clone(), slot.subscribe());
+        let nested_children = spec.children.clone();
 
         let factory = move || {
             let arguments = SupervisorArgs {
@@ -337,6 +345,7 @@ impl ChildSpec<SupervisorMsg> {
             factory,
             slot: Arc::clone(&slot),
             nested: Some(nested),
+            nested_children,
             _actor: PhantomData,
         };
 

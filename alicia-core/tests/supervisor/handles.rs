@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use alicia_core::supervisor::{
-    Backoff, CallError, Intensity, JitterSource, Strategy, Supervisor, SupervisorSpec,
+    Backoff, CallError, ChildSpec, Intensity, JitterSource, Strategy, Supervisor, SupervisorSpec,
 };
 use tokio::time::Instant;
 
 use crate::common::{Lab, ProbeMsg, await_incarnation, fast_spec, id, ping};
 
-/// A supervisor whose child waits exactly `gap` before each restart.
+/// Starts a supervisor whose child waits exactly `gap` before each restart.
 async fn start_with_gap(
     lab: &Lab,
     gap: Duration,
@@ -37,7 +37,7 @@ async fn call_in_gap_reaches_new_incarnation() {
     handle.cast(ProbeMsg::Panic).await.unwrap();
     old.wait(None).await.unwrap();
 
-    // The call is made in the gap and answered by the next incarnation once it starts.
+    // The call is made in the gap, and the next incarnation replies once it starts.
     let called = Instant::now();
     let answer = handle.call(ProbeMsg::Ping, None).await;
     assert_eq!(answer, Ok(2));
@@ -193,4 +193,48 @@ async fn nodes_run_side_by_side() {
         supervisor.stop().await.unwrap();
     }
     assert_eq!(lab_a.live() + lab_b.live(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn nested_restart_gap_is_not_stop() {
+    let lab = Lab::default();
+    let broker = lab.spec("broker");
+    let handle = broker.handle();
+    // The bus gives up at the first failure; the root restarts it after 500 ms.
+    let bus = SupervisorSpec::new(id("bus"))
+        .intensity(Intensity::new(0, Duration::from_secs(10)))
+        .child(broker);
+    let gap = Duration::from_millis(500);
+    let spec = SupervisorSpec::new(id("node"))
+        .intensity(Intensity::new(10, Duration::from_secs(10)))
+        .backoff(Backoff::new(gap, gap, Duration::from_secs(60)).unwrap())
+        .jitter(JitterSource::Seeded(0))
+        .child(ChildSpec::supervisor(bus));
+    let supervisor = Supervisor::start(spec).await.unwrap();
+
+    let old = handle.current().expect("broker running");
+    handle.cast(ProbeMsg::Panic).await.unwrap();
+    old.wait(None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // In the gap the broker is unavailable, not stopped: it comes back with the bus.
+    let short = handle.clone().with_wait_bound(Duration::from_millis(100));
+    assert_eq!(
+        short.call(ProbeMsg::Ping, None).await,
+        Err(CallError::Unavailable {
+            child: id("broker"),
+            waited: Duration::from_millis(100)
+        })
+    );
+    let long = handle.clone().with_wait_bound(Duration::from_secs(1));
+    assert_eq!(long.call(ProbeMsg::Ping, None).await, Ok(2));
+
+    // Once the whole tree stops, the broker is stopped for good.
+    supervisor.stop().await.unwrap();
+    assert_eq!(
+        handle.call(ProbeMsg::Ping, None).await,
+        Err(CallError::Stopped {
+            child: id("broker")
+        })
+    );
 }

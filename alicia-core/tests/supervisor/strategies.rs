@@ -18,7 +18,7 @@ async fn lines_after_failure(
     handles[failing].cast(ProbeMsg::Panic).await.unwrap();
     wait_for_journal(&lab.journal, 3 + expected_lines).await;
 
-    // Every child answers afterwards, and nothing else was restarted meanwhile.
+    // Every child replies afterwards, and nothing else was restarted meanwhile.
     for handle in &handles {
         ping(handle).await;
     }
