@@ -1,1 +1,5 @@
 //! Alicia core infrastructure services.
+//!
+//! - [`registry`]: the device registry.
+
+pub mod registry;
