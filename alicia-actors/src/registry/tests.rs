@@ -1,1 +1,5 @@
+mod availability;
+mod queries;
+mod registration;
+mod support;
 mod validation;

@@ -336,7 +336,10 @@ fn check_property(checker: &mut Checker, path: &str, property: &Property) {
                 );
             }
         }
+        // Only finite bounds reach this check: the fraction of an infinity is NaN.
         if property.value_type == ValueType::Integer
+            && range.min.is_finite()
+            && range.max.is_finite()
             && (range.min.fract() != 0.0 || range.max.fract() != 0.0)
         {
             checker.reject(
