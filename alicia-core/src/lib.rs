@@ -5,8 +5,10 @@
 //! - [`manifest`]: the list of every topic the framework uses.
 //! - [`envelope`] and [`codec`]: the wire format of every message, in JSON or postcard.
 //! - [`clock`]: the time source that all expiry logic reads.
+//! - [`bus`]: the bus protocol that services publish and subscribe through, and the in-process bus.
 //! - [`store`]: typed, versioned tables over one redb database per node.
 
+pub mod bus;
 pub mod clock;
 pub mod codec;
 pub mod envelope;
@@ -16,6 +18,10 @@ pub mod store;
 pub mod supervisor;
 pub mod topic;
 
+pub use bus::{
+    Bus, BusCommand, BusError, Delivery, ErrorBody, LocalBus, LocalBusConfig, PublishClass,
+    PublishOptions, Reply, RouteId,
+};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};
 pub use codec::{Codec, ContentTypeError, DecodeError, DecodeLimits, EncodeError};
 pub use envelope::{
