@@ -47,6 +47,7 @@
 
 mod actor;
 mod availability;
+mod bus;
 mod client;
 mod error;
 mod events;
@@ -64,6 +65,10 @@ pub use actor::{
     Reply,
 };
 pub use availability::DefaultTimeouts;
+pub use bus::{
+    DeviceHeartbeat, DeviceRequest, GroupRequest, OPERATIONS, PublishError, RegistryRoutes,
+    RouteMessage, RoutesArgs, RoutesState, UpdateRequest, publish_event, spawn_event_publisher,
+};
 pub use client::{DEFAULT_CALL_TIMEOUT, RegistryClient};
 pub use error::{FieldError, FieldErrors, RegistryError};
 pub use events::RegistryEvent;

@@ -1,4 +1,5 @@
 mod availability;
+mod bus;
 mod queries;
 mod registration;
 mod support;
