@@ -36,7 +36,7 @@ fn spec(index: u64) -> DeviceSpec {
     spec
 }
 
-/// The stored bytes of a record: the same postcard encoding the registry writes.
+/// Encodes a record with postcard, as the registry stores it.
 fn encoded(index: u64) -> (String, Vec<u8>) {
     let record = validate_spec(&spec(index), Timestamp(0)).expect("the bench spec is valid");
     let bytes = postcard::to_allocvec(&record).expect("a device record encodes");

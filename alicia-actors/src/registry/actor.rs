@@ -630,6 +630,8 @@ impl RegistryState {
             return;
         }
 
+        // NOTE: the commit and its fsync run on the actor's runtime thread and block it for the
+        // commit's duration; moving store writes to a blocking thread would free it.
         let result = self.store.write(|transaction| {
             for staged in &pending.staged {
                 tables::put_device(transaction, &staged.record, staged.previous.as_ref())?;

@@ -41,7 +41,7 @@ impl DefaultTimeouts {
     }
 }
 
-/// What the registry keeps in memory for each registered device: about 100 bytes plus the id.
+/// In-memory state of one registered device: about 100 bytes plus the id.
 #[derive(Debug, Clone)]
 pub struct LiveDevice {
     /// Current availability.

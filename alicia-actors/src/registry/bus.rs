@@ -4,8 +4,8 @@
 //!   manifest's QoS and retained flag. A cleared status becomes an empty retained payload.
 //! - [`RegistryRoutes`] subscribes to `alicia/registry/request/{operation}` for each
 //!   [`OPERATIONS`] entry and to `alicia/devices/+/heartbeat`, so a device that speaks plain
-//!   MQTT with JSON envelopes can register itself and send heartbeats. Each request is answered
-//!   on the reply topic its envelope names, with `{"status":"ok","value":...}` or
+//!   MQTT with JSON envelopes can register itself and send heartbeats. The reply to each request
+//!   goes to the reply topic its envelope names, with `{"status":"ok","value":...}` or
 //!   `{"status":"error","error":{"code":...,"message":...}}`.
 
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use super::error::RegistryError;
 use super::events::RegistryEvent;
 use super::model::{DeviceQuery, DeviceSpec, DeviceUpdate, GroupId};
 
-/// The request operations the registry answers, as the `{operation}` level of
+/// The request operations the registry serves, as the `{operation}` level of
 /// `alicia/registry/request/{operation}`.
 pub const OPERATIONS: &[&str] = &[
     "register",
@@ -179,7 +179,7 @@ pub enum RouteMessage {
     DeviceHeartbeat(Delivery<DeviceHeartbeat>),
 }
 
-/// What the routes actor starts with.
+/// Arguments of the routes actor.
 #[derive(Debug, Clone)]
 pub struct RoutesArgs {
     /// The bus to subscribe and reply on.
@@ -192,6 +192,9 @@ pub struct RoutesArgs {
 }
 
 /// The actor that turns bus deliveries into registry calls and replies.
+///
+/// NOTE: the routes check no identity themselves. Which client may register or heartbeat for which
+/// device is left to the bus's authorizer and the broker ACL from the manifest.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RegistryRoutes;
 
@@ -309,7 +312,7 @@ impl Actor for RegistryRoutes {
             return Ok(());
         }
 
-        // The semaphore is never closed, so acquiring fails only if it were.
+        // Acquiring fails only on a closed semaphore, and nothing closes this one.
         let Ok(permit) = state.in_flight.clone().acquire_owned().await else {
             return Ok(());
         };
@@ -429,8 +432,8 @@ async fn group_request(
     Ok(value)
 }
 
-/// Converts a reply value to JSON; the registry's types have string keys only, so this cannot
-/// fail, and `null` stands in if it ever did.
+/// Converts a reply value to JSON. The registry's types have only string keys, so this cannot
+/// fail, and it returns `null` if it ever did.
 fn to_json(value: impl Serialize) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
 }

@@ -33,9 +33,9 @@ pub const MAX_ALLOWED_VALUES: usize = 64;
 pub const MAX_IDENTIFIERS: usize = 16;
 /// Maximum number of metadata entries of one device.
 pub const MAX_METADATA: usize = 32;
-/// Shortest heartbeat timeout a device may set, in seconds.
+/// Minimum heartbeat timeout a device may set, in seconds.
 pub const MIN_HEARTBEAT_TIMEOUT_SECS: u64 = 10;
-/// Longest heartbeat timeout a device may set, in seconds (7 days).
+/// Maximum heartbeat timeout a device may set, in seconds (7 days).
 pub const MAX_HEARTBEAT_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 
 /// Collects the invalid fields of one request.

@@ -11,7 +11,7 @@ use crate::registry::{
 
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
 
-/// A dimmable lamp that uses every field.
+/// Builds a dimmable lamp that uses every field.
 fn lamp() -> DeviceSpec {
     let mut spec = DeviceSpec::new("kitchen-lamp", "light", "Kitchen lamp");
     spec.location = Some("Kitchen".into());
