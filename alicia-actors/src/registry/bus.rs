@@ -1,0 +1,439 @@
+//! The registry on the bus: events and retained status out, requests and heartbeats in.
+//!
+//! - [`spawn_event_publisher`] publishes every [`RegistryEvent`] on its manifest topic, with the
+//!   manifest's QoS and retained flag. A cleared status becomes an empty retained payload.
+//! - [`RegistryRoutes`] subscribes to `alicia/registry/request/{operation}` for each
+//!   [`OPERATIONS`] entry and to `alicia/devices/+/heartbeat`, so a device that speaks plain
+//!   MQTT with JSON envelopes can register itself and send heartbeats. The reply to each request
+//!   goes to the reply topic its envelope names, with `{"status":"ok","value":...}` or
+//!   `{"status":"error","error":{"code":...,"message":...}}`.
+
+use std::sync::Arc;
+
+use alicia_core::bus::{Bus, BusError, Delivery, ErrorBody, PublishClass, PublishOptions, RouteId};
+use alicia_core::envelope::{Envelope, SourceId};
+use alicia_core::manifest::{self, ManifestError};
+use alicia_core::{DeviceId, TopicFilter};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+
+use super::client::RegistryClient;
+use super::error::RegistryError;
+use super::events::RegistryEvent;
+use super::model::{DeviceQuery, DeviceSpec, DeviceUpdate, GroupId};
+
+/// The request operations the registry serves, as the `{operation}` level of
+/// `alicia/registry/request/{operation}`.
+pub const OPERATIONS: &[&str] = &[
+    "register",
+    "deregister",
+    "update",
+    "heartbeat",
+    "get",
+    "query",
+    "group",
+];
+
+/// Publishes every event from `events` on the bus until the channel closes.
+///
+/// A failed publish is logged and the next event is tried, because one lost publish must not
+/// stop every later one.
+pub fn spawn_event_publisher(
+    bus: Bus,
+    source: SourceId,
+    mut events: mpsc::Receiver<RegistryEvent>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let Err(error) = publish_event(&bus, &source, &event).await {
+                tracing::error!(service = "registry", topic_key = event.topic_key(), %error, "failed to publish a registry event");
+            }
+        }
+    })
+}
+
+/// An error from publishing one registry event.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The event's topic could not be built from the manifest.
+    #[error("failed to build the topic of a registry event: {0}")]
+    Topic(#[from] ManifestError),
+    /// The event body did not serialize to JSON.
+    #[error("failed to serialize a registry event: {0}")]
+    Body(#[from] serde_json::Error),
+    /// The bus did not take the message.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// Publishes one event on its manifest topic.
+pub async fn publish_event(
+    bus: &Bus,
+    source: &SourceId,
+    event: &RegistryEvent,
+) -> Result<(), PublishError> {
+    let topic = event.topic()?;
+    match event.body()? {
+        Some(body) => {
+            let options = PublishOptions::for_spec(event.spec(), PublishClass::StateChange);
+            let envelope = Envelope::new(source.clone(), body, &**bus.clock());
+            bus.publish(&topic, &envelope, options).await?;
+        }
+        None => bus.clear_retained(&topic).await?,
+    }
+    Ok(())
+}
+
+/// The body of a request that names one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRequest {
+    /// The device.
+    pub device_id: DeviceId,
+}
+
+/// The body of an update request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateRequest {
+    /// The device to change.
+    pub device_id: DeviceId,
+    /// The changes.
+    #[serde(flatten)]
+    pub update: DeviceUpdate,
+}
+
+/// The body of a group request, tagged by `op`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum GroupRequest {
+    /// Creates an empty group.
+    Create {
+        /// The new group.
+        group_id: GroupId,
+        /// Its name.
+        name: String,
+    },
+    /// Renames a group.
+    Rename {
+        /// The group.
+        group_id: GroupId,
+        /// The new name.
+        name: String,
+    },
+    /// Deletes a group.
+    Delete {
+        /// The group.
+        group_id: GroupId,
+    },
+    /// Adds a device to a group.
+    AddMember {
+        /// The group.
+        group_id: GroupId,
+        /// The device.
+        device_id: DeviceId,
+    },
+    /// Removes a device from a group.
+    RemoveMember {
+        /// The group.
+        group_id: GroupId,
+        /// The device.
+        device_id: DeviceId,
+    },
+    /// Reads a group with its availability.
+    Get {
+        /// The group.
+        group_id: GroupId,
+    },
+    /// Reads every group.
+    List,
+}
+
+/// The body of a heartbeat on `alicia/devices/{device}/heartbeat`. Unknown fields are ignored,
+/// so `{}` is a valid heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceHeartbeat {
+    /// Seconds since the device started, if it reports them.
+    #[serde(default)]
+    pub uptime_secs: Option<u64>,
+}
+
+/// A message to the routes actor: one delivery from the bus.
+#[derive(Debug)]
+pub enum RouteMessage {
+    /// `alicia/registry/request/register`.
+    Register(Delivery<DeviceSpec>),
+    /// `alicia/registry/request/deregister`.
+    Deregister(Delivery<DeviceRequest>),
+    /// `alicia/registry/request/update`.
+    Update(Delivery<UpdateRequest>),
+    /// `alicia/registry/request/heartbeat`.
+    Heartbeat(Delivery<DeviceRequest>),
+    /// `alicia/registry/request/get`.
+    Get(Delivery<DeviceRequest>),
+    /// `alicia/registry/request/query`.
+    Query(Delivery<DeviceQuery>),
+    /// `alicia/registry/request/group`.
+    Group(Delivery<GroupRequest>),
+    /// `alicia/devices/{device}/heartbeat`.
+    DeviceHeartbeat(Delivery<DeviceHeartbeat>),
+}
+
+/// Arguments of the routes actor.
+#[derive(Debug, Clone)]
+pub struct RoutesArgs {
+    /// The bus to subscribe and reply on.
+    pub bus: Bus,
+    /// The registry the requests go to.
+    pub registry: RegistryClient,
+    /// Maximum number of requests in progress at once. Requests in progress reach the registry
+    /// together, so registrations share durable commits.
+    pub max_in_flight: usize,
+}
+
+/// The actor that turns bus deliveries into registry calls and replies.
+///
+/// NOTE: the routes check no identity themselves. Which client may register or heartbeat for which
+/// device is left to the bus's authorizer and the broker ACL from the manifest.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RegistryRoutes;
+
+/// The routes actor's state. Each request runs in its own task holding one permit of
+/// `in_flight`, so a slow registry call does not hold up the mailbox, and at most
+/// `max_in_flight` calls run at once.
+#[derive(Debug)]
+pub struct RoutesState {
+    bus: Bus,
+    registry: RegistryClient,
+    in_flight: Arc<Semaphore>,
+    routes: Vec<RouteId>,
+    /// Heartbeats on a topic whose device level is not a valid, unreserved id.
+    rejected_heartbeats: u64,
+}
+
+fn request_filter(operation: &str) -> Result<TopicFilter, ManifestError> {
+    let spec = manifest::lookup("service.request")
+        .expect("the manifest lists service.request, which its tests check");
+    spec.format(&[("service", "registry"), ("operation", operation)])
+        .map(TopicFilter::from)
+}
+
+impl Actor for RegistryRoutes {
+    type Msg = RouteMessage;
+    type State = RoutesState;
+    type Arguments = RoutesArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RouteMessage>,
+        args: RoutesArgs,
+    ) -> Result<RoutesState, ActorProcessingErr> {
+        let bus = args.bus;
+        let mut routes = Vec::new();
+        routes.push(
+            bus.subscribe(request_filter("register")?, &myself, RouteMessage::Register)
+                .await?,
+        );
+        routes.push(
+            bus.subscribe(
+                request_filter("deregister")?,
+                &myself,
+                RouteMessage::Deregister,
+            )
+            .await?,
+        );
+        routes.push(
+            bus.subscribe(request_filter("update")?, &myself, RouteMessage::Update)
+                .await?,
+        );
+        routes.push(
+            bus.subscribe(
+                request_filter("heartbeat")?,
+                &myself,
+                RouteMessage::Heartbeat,
+            )
+            .await?,
+        );
+        routes.push(
+            bus.subscribe(request_filter("get")?, &myself, RouteMessage::Get)
+                .await?,
+        );
+        routes.push(
+            bus.subscribe(request_filter("query")?, &myself, RouteMessage::Query)
+                .await?,
+        );
+        routes.push(
+            bus.subscribe(request_filter("group")?, &myself, RouteMessage::Group)
+                .await?,
+        );
+        let heartbeat = manifest::lookup("device.heartbeat")
+            .expect("the manifest lists device.heartbeat, which its tests check")
+            .filter();
+        routes.push(
+            bus.subscribe(heartbeat, &myself, RouteMessage::DeviceHeartbeat)
+                .await?,
+        );
+
+        tracing::info!(
+            service = "registry",
+            routes = routes.len(),
+            "registry routes subscribed"
+        );
+        Ok(RoutesState {
+            bus,
+            registry: args.registry,
+            in_flight: Arc::new(Semaphore::new(args.max_in_flight.max(1))),
+            routes,
+            rejected_heartbeats: 0,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<RouteMessage>,
+        state: &mut RoutesState,
+    ) -> Result<(), ActorProcessingErr> {
+        for route in state.routes.drain(..) {
+            if let Err(error) = state.bus.unsubscribe(route).await {
+                tracing::warn!(service = "registry", %error, "failed to remove a registry route");
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<RouteMessage>,
+        message: RouteMessage,
+        state: &mut RoutesState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let RouteMessage::DeviceHeartbeat(delivery) = message {
+            state.device_heartbeat(&delivery);
+            return Ok(());
+        }
+
+        // Acquiring fails only on a closed semaphore, and nothing closes this one.
+        let Ok(permit) = state.in_flight.clone().acquire_owned().await else {
+            return Ok(());
+        };
+        let bus = state.bus.clone();
+        let registry = state.registry.clone();
+        tokio::spawn(async move {
+            answer(&bus, &registry, message).await;
+            drop(permit);
+        });
+        Ok(())
+    }
+}
+
+impl RoutesState {
+    fn device_heartbeat(&mut self, delivery: &Delivery<DeviceHeartbeat>) {
+        let spec = manifest::lookup("device.heartbeat")
+            .expect("the manifest lists device.heartbeat, which its tests check");
+        let device = spec
+            .parse(&delivery.topic)
+            .ok()
+            .and_then(|params| params.get("device").map(DeviceId::new))
+            .and_then(Result::ok);
+        match device {
+            Some(device) => {
+                if let Err(error) = self
+                    .registry
+                    .actor()
+                    .cast(super::RegistryMessage::Heartbeat(device, None))
+                {
+                    tracing::error!(service = "registry", %error, "failed to pass a heartbeat to the registry");
+                }
+            }
+            None => {
+                self.rejected_heartbeats += 1;
+                // Powers of two keep a flood of bad topics to a few log lines.
+                if self.rejected_heartbeats.is_power_of_two() {
+                    tracing::warn!(service = "registry", topic = %delivery.topic, rejected = self.rejected_heartbeats, "rejected a heartbeat on a topic without a valid device id");
+                }
+            }
+        }
+    }
+}
+
+fn error_body(error: RegistryError) -> ErrorBody {
+    ErrorBody::new(error.code(), error.to_string())
+}
+
+/// Runs one request against the registry and publishes the reply.
+async fn answer(bus: &Bus, registry: &RegistryClient, message: RouteMessage) {
+    let sent = match message {
+        RouteMessage::Register(delivery) => {
+            let result = registry.register(delivery.envelope.body().clone()).await;
+            bus.respond(&delivery, result.map_err(error_body)).await
+        }
+        RouteMessage::Deregister(delivery) => {
+            let result = registry
+                .deregister(&delivery.envelope.body().device_id)
+                .await;
+            bus.respond(&delivery, result.map_err(error_body)).await
+        }
+        RouteMessage::Update(delivery) => {
+            let body = delivery.envelope.body().clone();
+            let result = registry.update(&body.device_id, body.update).await;
+            bus.respond(&delivery, result.map_err(error_body)).await
+        }
+        RouteMessage::Heartbeat(delivery) => {
+            let result = registry
+                .heartbeat(&delivery.envelope.body().device_id)
+                .await;
+            bus.respond(&delivery, result.map_err(error_body)).await
+        }
+        RouteMessage::Get(delivery) => {
+            let result = registry.get(&delivery.envelope.body().device_id).await;
+            bus.respond(&delivery, result.map_err(error_body)).await
+        }
+        RouteMessage::Query(delivery) => {
+            let result = registry.query(delivery.envelope.body().clone()).await;
+            bus.respond(&delivery, result.map_err(error_body)).await
+        }
+        RouteMessage::Group(delivery) => {
+            let result = group_request(registry, delivery.envelope.body().clone()).await;
+            bus.respond(&delivery, result.map_err(error_body)).await
+        }
+        RouteMessage::DeviceHeartbeat(_) => Ok(()),
+    };
+    match sent {
+        Ok(()) | Err(BusError::NoReplyTopic { .. }) => {}
+        Err(error) => {
+            tracing::warn!(service = "registry", %error, "failed to send a registry reply");
+        }
+    }
+}
+
+async fn group_request(
+    registry: &RegistryClient,
+    request: GroupRequest,
+) -> Result<serde_json::Value, RegistryError> {
+    let value = match request {
+        GroupRequest::Create { group_id, name } => {
+            to_json(registry.create_group(&group_id, name).await?)
+        }
+        GroupRequest::Rename { group_id, name } => {
+            to_json(registry.rename_group(&group_id, name).await?)
+        }
+        GroupRequest::Delete { group_id } => to_json(registry.delete_group(&group_id).await?),
+        GroupRequest::AddMember {
+            group_id,
+            device_id,
+        } => to_json(registry.add_member(&group_id, &device_id).await?),
+        GroupRequest::RemoveMember {
+            group_id,
+            device_id,
+        } => to_json(registry.remove_member(&group_id, &device_id).await?),
+        GroupRequest::Get { group_id } => to_json(registry.get_group(&group_id).await?),
+        GroupRequest::List => to_json(registry.list_groups().await?),
+    };
+    Ok(value)
+}
+
+/// Converts a reply value to JSON. The registry's types have only string keys, so this cannot
+/// fail, and it returns `null` if it ever did.
+fn to_json(value: impl Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}

@@ -1,0 +1,6 @@
+mod availability;
+mod bus;
+mod queries;
+mod registration;
+mod support;
+mod validation;
