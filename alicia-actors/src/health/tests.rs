@@ -835,7 +835,7 @@ async fn bus_heartbeat_raises_published_alert() {
     probe.stop(None);
     probe_join.await.unwrap();
     stop(client, join).await;
-    bus.actor().stop(None);
+    bus.actor().expect("the bus actor is running").stop(None);
     bus_join.await.unwrap();
 }
 

@@ -13,6 +13,8 @@ use crate::envelope::{DecodedHeader, Envelope, MessageId, SourceId};
 use crate::manifest;
 use crate::topic::{TopicFilter, TopicName};
 
+use crate::supervisor::{CallError, ChildHandle};
+
 use super::{
     BusCommand, BusError, BusInfo, Delivery, ErrorBody, InboundReply, OutboundMessage,
     PublishOptions, Reply, Route, RouteId, RouteStats,
@@ -28,25 +30,52 @@ const REPLY_SPEC: &str = "client.reply";
 /// besides what [`BusCommand::Describe`] returned when it connected.
 #[derive(Debug, Clone)]
 pub struct Bus {
-    actor: ActorRef<BusCommand>,
+    endpoint: Endpoint,
     info: BusInfo,
+}
+
+/// How a [`Bus`] reaches its bus actor.
+#[derive(Debug, Clone)]
+enum Endpoint {
+    /// One actor; once it stops, every call fails with [`BusError::Unavailable`].
+    Actor(ActorRef<BusCommand>),
+    /// A supervised bus actor, reached in its current incarnation. During a restart gap a call
+    /// waits up to the handle's wait bound for the next incarnation.
+    Supervised(ChildHandle<BusCommand>),
 }
 
 impl Bus {
     /// Connects to a running bus actor and reads its client id, clock and decode limits.
     pub async fn connect(actor: ActorRef<BusCommand>) -> Result<Self, BusError> {
+        Self::connect_to(Endpoint::Actor(actor)).await
+    }
+
+    /// Connects to a supervised bus actor through its stable handle, so the `Bus` keeps working
+    /// after the bus actor restarts. Routes belong to the incarnation that accepted them: when
+    /// the bus actor restarts, its subscribers must subscribe again, which a rest-for-one
+    /// supervisor with the bus started first arranges by restarting them too.
+    pub async fn connect_supervised(handle: ChildHandle<BusCommand>) -> Result<Self, BusError> {
+        Self::connect_to(Endpoint::Supervised(handle)).await
+    }
+
+    async fn connect_to(endpoint: Endpoint) -> Result<Self, BusError> {
+        let actor = resolve(&endpoint, || "describing the bus".to_owned()).await?;
         let info = call(
             &actor,
             |reply| BusCommand::Describe { reply },
             || "describing the bus".to_owned(),
         )
         .await?;
-        Ok(Self { actor, info })
+        Ok(Self { endpoint, info })
     }
 
-    /// Returns the bus actor, for supervision and for stopping it.
-    pub fn actor(&self) -> &ActorRef<BusCommand> {
-        &self.actor
+    /// Returns the bus actor's current incarnation, for stopping it; `None` while a supervised
+    /// bus actor is between incarnations or stopped.
+    pub fn actor(&self) -> Option<ActorRef<BusCommand>> {
+        match &self.endpoint {
+            Endpoint::Actor(actor) => Some(actor.clone()),
+            Endpoint::Supervised(handle) => handle.current(),
+        }
     }
 
     /// Returns the bus's client id, which names its reply namespace.
@@ -79,19 +108,14 @@ impl Bus {
     {
         let operation = || format!("subscribing to \"{filter}\"");
         let route = Route::new(filter.clone(), target.clone(), convert);
-        call(
-            &self.actor,
-            |reply| BusCommand::Subscribe { route, reply },
-            operation,
-        )
-        .await?
+        self.call(|reply| BusCommand::Subscribe { route, reply }, operation)
+            .await?
     }
 
     /// Removes a route. No message reaches its actor through this bus afterwards, though messages
     /// already in the actor's mailbox stay there.
     pub async fn unsubscribe(&self, route: RouteId) -> Result<(), BusError> {
-        call(
-            &self.actor,
+        self.call(
             |reply| BusCommand::Unsubscribe { route, reply },
             || format!("unsubscribing {route}"),
         )
@@ -131,8 +155,7 @@ impl Bus {
             payload: payload.into(),
             options,
         };
-        call(
-            &self.actor,
+        self.call(
             |reply| BusCommand::Publish { message, reply },
             || format!("publishing to \"{topic}\""),
         )
@@ -179,8 +202,9 @@ impl Bus {
             options,
         };
 
-        let outcome = self
-            .actor
+        let operation = || format!("request to \"{topic}\"");
+        let actor = resolve(&self.endpoint, operation).await?;
+        let outcome = actor
             .call(
                 |reply| BusCommand::Request {
                     message,
@@ -191,7 +215,6 @@ impl Bus {
             )
             .await;
 
-        let operation = || format!("request to \"{topic}\"");
         let reply = match outcome {
             Ok(CallResult::Success(reply)) => reply?,
             Ok(CallResult::Timeout) => {
@@ -231,8 +254,7 @@ impl Bus {
 
     /// Reads the counters of one route.
     pub async fn route_stats(&self, route: RouteId) -> Result<RouteStats, BusError> {
-        call(
-            &self.actor,
+        self.call(
             |reply| BusCommand::RouteStats { route, reply },
             || format!("reading the counters of {route}"),
         )
@@ -293,6 +315,38 @@ impl Bus {
                 code: error.code,
                 message: error.message,
             }),
+        }
+    }
+}
+
+impl Bus {
+    /// Sends one command to the current bus actor and waits for the reply.
+    async fn call<R, B, O>(&self, build: B, operation: O) -> Result<R, BusError>
+    where
+        R: Send + 'static,
+        B: FnOnce(RpcReplyPort<R>) -> BusCommand,
+        O: Fn() -> String,
+    {
+        let actor = resolve(&self.endpoint, &operation).await?;
+        call(&actor, build, operation).await
+    }
+}
+
+/// Finds the bus actor to send to, waiting for a supervised one within its handle's bound.
+async fn resolve<O: Fn() -> String>(
+    endpoint: &Endpoint,
+    operation: O,
+) -> Result<ActorRef<BusCommand>, BusError> {
+    match endpoint {
+        Endpoint::Actor(actor) => Ok(actor.clone()),
+        Endpoint::Supervised(handle) => {
+            handle
+                .running()
+                .await
+                .map_err(|error: CallError| BusError::Unavailable {
+                    operation: operation(),
+                    reason: error.to_string(),
+                })
         }
     }
 }

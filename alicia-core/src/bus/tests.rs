@@ -482,6 +482,7 @@ async fn request_rejects_foreign_reply_topic() {
 
     let outcome = bus
         .actor()
+        .expect("the bus actor is running")
         .call(
             |reply| BusCommand::Request {
                 message,
@@ -700,6 +701,7 @@ async fn stopped_actor_route_is_removed() {
 async fn stopped_bus_is_unavailable() {
     let bus = local_bus("node-1").await;
     bus.actor()
+        .expect("the bus actor is running")
         .stop_and_wait(None, Some(WAIT))
         .await
         .expect("the bus stops");
@@ -738,4 +740,34 @@ fn reply_json_shape() {
 fn reply_spec_is_in_manifest() {
     let spec = manifest::lookup("client.reply").expect("MANIFEST has client.reply");
     assert_eq!(spec.pattern(), "alicia/reply/{client}/{request}");
+}
+
+#[tokio::test]
+async fn supervised_bus_survives_restart() {
+    use crate::supervisor::{ChildId, ChildSpec, Supervisor, SupervisorSpec};
+
+    let child = ChildSpec::new(ChildId::new("bus").unwrap(), || {
+        (LocalBus, config("node-1"))
+    });
+    let handle = child.handle();
+    let supervisor =
+        Supervisor::start(SupervisorSpec::new(ChildId::new("root").unwrap()).child(child))
+            .await
+            .unwrap();
+    let bus = Bus::connect_supervised(handle).await.unwrap();
+    let first = bus.actor().expect("the bus actor is running");
+
+    first.kill_and_wait(Some(WAIT)).await.unwrap();
+    let published = bus
+        .publish(
+            &name("sensors/lamp-1"),
+            &reading(1),
+            PublishOptions::telemetry(),
+        )
+        .await;
+
+    assert!(published.is_ok(), "{published:?}");
+    let second = bus.actor().expect("a new incarnation is running");
+    assert_ne!(second.get_id(), first.get_id());
+    supervisor.stop().await.unwrap();
 }
