@@ -91,6 +91,9 @@ pub struct HealthArgs {
     pub clock: SharedClock,
     /// The channel of alert events, whose receivers [`HealthClient`](super::HealthClient) hands out.
     pub alerts: broadcast::Sender<HealthAlert>,
+    /// The bus to take heartbeats from. Each incarnation subscribes in `pre_start`, so a restart
+    /// of the monitor resubscribes it. `None` leaves the monitor off the bus.
+    pub bus: Option<alicia_core::bus::Bus>,
 }
 
 /// The health monitor actor.
@@ -149,6 +152,10 @@ impl Actor for HealthMonitor {
             "health monitor started"
         );
         detector.restore(open_alerts);
+
+        if let Some(bus) = &args.bus {
+            super::bus_link::subscribe_heartbeats(bus, &myself).await?;
+        }
 
         let sweep_timer =
             sweep_interval.map(|period| myself.send_interval(period, || HealthMsg::Sweep));

@@ -4,6 +4,7 @@
 use alicia_core::bus::{Bus, Delivery, PublishClass, PublishOptions, RouteId};
 use alicia_core::manifest::{self, TopicSpec};
 use alicia_core::{Envelope, ServiceId, TopicName};
+use ractor::ActorRef;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
@@ -37,34 +38,19 @@ impl HealthBusLink {
     /// presence message type exists in core. Until it does, call
     /// [`HealthClient::node_presence`] when a node's last will arrives.
     ///
-    /// The heartbeat filter `alicia/system/health/+` also matches the alert topic. The bus counts
-    /// alert payloads on that route as decode errors and never passes them to the monitor.
+    /// The monitor is subscribed as it runs now: if it restarts, the route is gone. A supervised
+    /// monitor subscribes itself instead, through [`HealthArgs::bus`](super::HealthArgs::bus).
     ///
     /// # Errors
     ///
     /// [`HealthError::Bus`] if the subscription failed.
     pub async fn attach(bus: Bus, monitor: &HealthClient) -> Result<Self, HealthError> {
-        let heartbeats = topic_spec(HEARTBEAT_TOPIC)?;
-        let route = bus
-            .subscribe(
-                heartbeats.filter(),
-                monitor.actor(),
-                |delivery: Delivery<ServiceHeartbeat>| HealthMsg::BusHeartbeat {
-                    topic: delivery.topic,
-                    heartbeat: delivery.envelope.into_body(),
-                },
-            )
-            .await?;
-
-        let alerts = topic_spec(ALERT_TOPIC)?;
-        let topic = alerts.format(&[])?;
-        let options = PublishOptions::for_spec(alerts, PublishClass::StateChange);
-        let publisher = tokio::spawn(publish_alerts(
-            bus,
-            topic,
-            options,
-            monitor.subscribe_alerts(),
-        ));
+        let actor = monitor.actor().ok_or_else(|| HealthError::Call {
+            operation: "attach",
+            reason: "the monitor is not running".to_owned(),
+        })?;
+        let route = subscribe_heartbeats(&bus, &actor).await?;
+        let publisher = spawn_alert_publisher(bus, monitor.subscribe_alerts())?;
         Ok(Self { route, publisher })
     }
 
@@ -84,6 +70,44 @@ impl Drop for HealthBusLink {
     fn drop(&mut self) {
         self.publisher.abort();
     }
+}
+
+/// Subscribes `monitor` to every service's heartbeat topic, leaving out the alert topic that the
+/// same `+` level matches.
+pub(crate) async fn subscribe_heartbeats(
+    bus: &Bus,
+    monitor: &ActorRef<HealthMsg>,
+) -> Result<RouteId, HealthError> {
+    let heartbeats = topic_spec(HEARTBEAT_TOPIC)?;
+    let alerts = topic_spec(ALERT_TOPIC)?.format(&[])?;
+    let route = bus
+        .subscribe_excluding(
+            heartbeats.filter(),
+            vec![alerts],
+            monitor,
+            |delivery: Delivery<ServiceHeartbeat>| HealthMsg::BusHeartbeat {
+                topic: delivery.topic,
+                heartbeat: delivery.envelope.into_body(),
+            },
+        )
+        .await?;
+    Ok(route)
+}
+
+/// Starts the task that publishes every alert event from `events` on
+/// `alicia/system/health/alerts`. It ends when the alert channel closes.
+///
+/// # Errors
+///
+/// [`HealthError::Manifest`] if the alert topic cannot be formatted.
+pub fn spawn_alert_publisher(
+    bus: Bus,
+    events: broadcast::Receiver<HealthAlert>,
+) -> Result<JoinHandle<()>, HealthError> {
+    let alerts = topic_spec(ALERT_TOPIC)?;
+    let topic = alerts.format(&[])?;
+    let options = PublishOptions::for_spec(alerts, PublishClass::StateChange);
+    Ok(tokio::spawn(publish_alerts(bus, topic, options, events)))
 }
 
 /// Publishes `heartbeat` on its service's heartbeat topic.

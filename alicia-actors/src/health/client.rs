@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use alicia_core::store::Store;
+use alicia_core::supervisor::ChildHandle;
 use alicia_core::{NodeId, ServiceId, SharedClock};
 use ractor::{Actor, ActorRef, RpcReplyPort};
 use tokio::sync::broadcast;
@@ -21,7 +22,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// A cheap, cloneable handle to the health monitor.
 #[derive(Debug, Clone)]
 pub struct HealthClient {
-    actor: ActorRef<HealthMsg>,
+    /// The monitor's current incarnation, found through its supervisor when it has one.
+    actor: ChildHandle<HealthMsg>,
     alerts: broadcast::Sender<HealthAlert>,
 }
 
@@ -45,23 +47,33 @@ impl HealthClient {
             store,
             clock,
             alerts: alerts.clone(),
+            bus: None,
         };
         let (actor, join) = Actor::spawn(None, HealthMonitor, args)
             .await
             .map_err(|error| HealthError::Spawn {
                 reason: error.to_string(),
             })?;
-        Ok((Self { actor, alerts }, join))
+        Ok((Self::new(actor, alerts), join))
     }
 
     /// Wraps a running monitor, whose alert channel is `alerts`.
     pub fn new(actor: ActorRef<HealthMsg>, alerts: broadcast::Sender<HealthAlert>) -> Self {
+        Self::supervised(ChildHandle::unsupervised(actor), alerts)
+    }
+
+    /// Wraps a supervised monitor, whose alert channel is `alerts` (the one passed to every
+    /// incarnation in [`HealthArgs`]). Calls reach the current incarnation.
+    pub fn supervised(
+        actor: ChildHandle<HealthMsg>,
+        alerts: broadcast::Sender<HealthAlert>,
+    ) -> Self {
         Self { actor, alerts }
     }
 
-    /// Returns the monitor's actor.
-    pub fn actor(&self) -> &ActorRef<HealthMsg> {
-        &self.actor
+    /// Returns the monitor's current incarnation, if one is running.
+    pub fn actor(&self) -> Option<ActorRef<HealthMsg>> {
+        self.actor.current()
     }
 
     /// Records a heartbeat and waits until the monitor has processed it.
@@ -83,7 +95,7 @@ impl HealthClient {
     ///
     /// [`HealthError::Call`] if the monitor is not running.
     pub fn send_heartbeat(&self, heartbeat: ServiceHeartbeat) -> Result<(), HealthError> {
-        self.actor
+        self.running("send_heartbeat")?
             .cast(HealthMsg::Heartbeat(heartbeat))
             .map_err(|error| HealthError::Call {
                 operation: "send_heartbeat",
@@ -97,7 +109,7 @@ impl HealthClient {
     ///
     /// [`HealthError::Call`] if the monitor is not running.
     pub fn node_presence(&self, node: NodeId, online: bool) -> Result<(), HealthError> {
-        self.actor
+        self.running("node_presence")?
             .cast(HealthMsg::NodePresence { node, online })
             .map_err(|error| HealthError::Call {
                 operation: "node_presence",
@@ -171,29 +183,26 @@ impl HealthClient {
         self.alerts.subscribe()
     }
 
+    /// The running incarnation, for messages sent without waiting; fails at once during a
+    /// restart instead of waiting for it.
+    fn running(&self, operation: &'static str) -> Result<ActorRef<HealthMsg>, HealthError> {
+        self.actor.current().ok_or_else(|| HealthError::Call {
+            operation,
+            reason: "the monitor is not running (it may be restarting)".to_owned(),
+        })
+    }
+
     async fn call<R, F>(&self, operation: &'static str, build: F) -> Result<R, HealthError>
     where
         R: Send + 'static,
         F: FnOnce(RpcReplyPort<R>) -> HealthMsg,
     {
-        let result = self
-            .actor
+        self.actor
             .call(build, Some(CALL_TIMEOUT))
             .await
             .map_err(|error| HealthError::Call {
                 operation,
                 reason: error.to_string(),
-            })?;
-        match result {
-            ractor::rpc::CallResult::Success(value) => Ok(value),
-            ractor::rpc::CallResult::Timeout => Err(HealthError::Call {
-                operation,
-                reason: format!("no reply within {} s", CALL_TIMEOUT.as_secs()),
-            }),
-            ractor::rpc::CallResult::SenderError => Err(HealthError::Call {
-                operation,
-                reason: "the monitor dropped the request without replying".into(),
-            }),
-        }
+            })
     }
 }

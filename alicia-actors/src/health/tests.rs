@@ -487,7 +487,7 @@ fn history_newest_respects_limit() {
 }
 
 async fn stop(client: HealthClient, join: tokio::task::JoinHandle<()>) {
-    client.actor().stop(None);
+    client.actor().expect("the monitor is running").stop(None);
     join.await.unwrap();
 }
 
@@ -850,6 +850,7 @@ async fn heartbeat_on_wrong_topic_rejected() {
 
     client
         .actor()
+        .expect("the monitor is running")
         .cast(HealthMsg::BusHeartbeat {
             topic: heartbeat_topic(&service("heating")).unwrap(),
             heartbeat: heartbeat("lights"),

@@ -337,11 +337,7 @@ impl RoutesState {
             .and_then(Result::ok);
         match device {
             Some(device) => {
-                if let Err(error) = self
-                    .registry
-                    .actor()
-                    .cast(super::RegistryMessage::Heartbeat(device, None))
-                {
+                if let Err(error) = self.registry.heartbeat_nowait(&device) {
                     tracing::error!(service = "registry", %error, "failed to pass a heartbeat to the registry");
                 }
             }

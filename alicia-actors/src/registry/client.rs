@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use alicia_core::DeviceId;
-use ractor::rpc::CallResult;
+use alicia_core::supervisor::{CallError, ChildHandle};
 use ractor::{Actor, ActorRef};
 use tokio::task::JoinHandle;
 
@@ -21,7 +21,8 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// A cheap, cloneable handle for calling the device registry.
 #[derive(Debug, Clone)]
 pub struct RegistryClient {
-    actor: ActorRef<RegistryMessage>,
+    /// The registry actor's current incarnation, found through its supervisor when it has one.
+    actor: ChildHandle<RegistryMessage>,
     timeout: Duration,
 }
 
@@ -38,8 +39,14 @@ impl RegistryClient {
         Ok((Self::new(actor), handle))
     }
 
-    /// Wraps a running registry actor.
+    /// Wraps a running registry actor that no supervisor restarts.
     pub fn new(actor: ActorRef<RegistryMessage>) -> Self {
+        Self::supervised(ChildHandle::unsupervised(actor))
+    }
+
+    /// Wraps a supervised registry actor: calls reach its current incarnation, and during a
+    /// restart they wait up to the handle's wait bound.
+    pub fn supervised(actor: ChildHandle<RegistryMessage>) -> Self {
         Self {
             actor,
             timeout: DEFAULT_CALL_TIMEOUT,
@@ -52,9 +59,9 @@ impl RegistryClient {
         self
     }
 
-    /// Returns the registry actor.
-    pub fn actor(&self) -> &ActorRef<RegistryMessage> {
-        &self.actor
+    /// Returns the registry actor's current incarnation, if one is running.
+    pub fn actor(&self) -> Option<ActorRef<RegistryMessage>> {
+        self.actor.current()
     }
 
     async fn call<T: Send + 'static>(
@@ -68,18 +75,12 @@ impl RegistryClient {
         &self,
         build: impl FnOnce(ractor::RpcReplyPort<T>) -> RegistryMessage,
     ) -> Result<T, RegistryError> {
-        match self.actor.call(build, Some(self.timeout)).await {
-            Ok(CallResult::Success(value)) => Ok(value),
-            Ok(CallResult::Timeout) => Err(RegistryError::Unavailable {
-                reason: format!("no reply within {} ms", self.timeout.as_millis()),
-            }),
-            Ok(CallResult::SenderError) => Err(RegistryError::Unavailable {
-                reason: "the registry dropped the request".into(),
-            }),
-            Err(error) => Err(RegistryError::Unavailable {
+        self.actor
+            .call(build, Some(self.timeout))
+            .await
+            .map_err(|error: CallError| RegistryError::Unavailable {
                 reason: error.to_string(),
-            }),
-        }
+            })
     }
 
     /// Registers a device, or re-registers it.
@@ -116,10 +117,29 @@ impl RegistryClient {
             .await
     }
 
+    /// Passes a heartbeat to the registry without waiting, for the high-rate MQTT path.
+    ///
+    /// Fails at once, without waiting for a restart to finish, when no registry incarnation is
+    /// running; the device's next heartbeat is the retry.
+    pub fn heartbeat_nowait(&self, id: &DeviceId) -> Result<(), RegistryError> {
+        let actor = self
+            .actor
+            .current()
+            .ok_or_else(|| RegistryError::Unavailable {
+                reason: "the registry is restarting".into(),
+            })?;
+        actor
+            .cast(RegistryMessage::Heartbeat(id.clone(), None))
+            .map_err(|error| RegistryError::Unavailable {
+                reason: error.to_string(),
+            })
+    }
+
     /// Records that the broker published the device's last will.
-    pub fn report_last_will(&self, id: &DeviceId) -> Result<(), RegistryError> {
+    pub async fn report_last_will(&self, id: &DeviceId) -> Result<(), RegistryError> {
         self.actor
             .cast(RegistryMessage::LastWill(id.clone()))
+            .await
             .map_err(|error| RegistryError::Unavailable {
                 reason: error.to_string(),
             })

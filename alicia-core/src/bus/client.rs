@@ -106,8 +106,27 @@ impl Bus {
         M: Message,
         F: Fn(Delivery<T>) -> M + Send + Sync + 'static,
     {
+        self.subscribe_excluding(filter, Vec::new(), target, convert)
+            .await
+    }
+
+    /// Subscribes like [`Bus::subscribe`], except that messages on the `excluded` topics are
+    /// neither delivered nor counted. A filter such as `alicia/system/health/+` uses this to
+    /// leave out a sibling topic of another type (`alicia/system/health/alerts`).
+    pub async fn subscribe_excluding<T, M, F>(
+        &self,
+        filter: TopicFilter,
+        excluded: Vec<TopicName>,
+        target: &ActorRef<M>,
+        convert: F,
+    ) -> Result<RouteId, BusError>
+    where
+        T: DeserializeOwned + Send + 'static,
+        M: Message,
+        F: Fn(Delivery<T>) -> M + Send + Sync + 'static,
+    {
         let operation = || format!("subscribing to \"{filter}\"");
-        let route = Route::new(filter.clone(), target.clone(), convert);
+        let route = Route::new(filter.clone(), target.clone(), convert).excluding(excluded);
         self.call(|reply| BusCommand::Subscribe { route, reply }, operation)
             .await?
     }

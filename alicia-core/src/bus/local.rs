@@ -225,7 +225,7 @@ impl LocalBusState {
         let retained: Vec<InboundMessage> = self
             .retained
             .iter()
-            .filter(|(topic, _)| route.filter().matches(topic))
+            .filter(|(topic, _)| route.accepts(topic))
             .map(|(topic, message)| InboundMessage {
                 topic: topic.clone(),
                 payload: Arc::clone(&message.payload),
@@ -362,7 +362,7 @@ impl LocalBusState {
             let matching: Vec<RouteId> = self
                 .routes
                 .iter()
-                .filter(|(_, entry)| entry.route.filter().matches(&message.topic))
+                .filter(|(_, entry)| entry.route.accepts(&message.topic))
                 .map(|(id, _)| *id)
                 .collect();
             for id in matching {

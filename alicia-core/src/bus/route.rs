@@ -85,6 +85,9 @@ type DecodeFn = dyn Fn(&InboundMessage, &DecodeLimits) -> Result<Box<dyn Pending
 /// the bus gets the [`DecodeError`] instead.
 pub struct Route {
     filter: TopicFilter,
+    /// Topics the filter matches but the route does not take, such as a sibling topic of another
+    /// type under the same `+` level.
+    excluded: Vec<TopicName>,
     body_type: &'static str,
     actor: ActorId,
     decode: Box<DecodeFn>,
@@ -117,10 +120,24 @@ impl Route {
 
         Self {
             filter,
+            excluded: Vec::new(),
             body_type: type_name::<T>(),
             actor,
             decode: Box::new(decode),
         }
+    }
+
+    /// Returns the route without the messages on `topics`, which its filter would otherwise
+    /// match. They are neither delivered nor counted as decode errors.
+    pub fn excluding(mut self, topics: impl IntoIterator<Item = TopicName>) -> Self {
+        self.excluded.extend(topics);
+        self
+    }
+
+    /// Returns whether the route takes messages on `topic`: its filter matches and the topic is
+    /// not excluded. Every bus selects routes with this.
+    pub fn accepts(&self, topic: &TopicName) -> bool {
+        self.filter.matches(topic) && !self.excluded.contains(topic)
     }
 
     /// Returns the topic filter that selects the route's messages.

@@ -771,3 +771,35 @@ async fn supervised_bus_survives_restart() {
     assert_ne!(second.get_id(), first.get_id());
     supervisor.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn excluded_topic_is_skipped_uncounted() {
+    let bus = local_bus("node-1").await;
+    let (actor, mut receiver) = probe().await;
+    let route = bus
+        .subscribe_excluding(
+            filter("a/+"),
+            vec![name("a/other")],
+            &actor,
+            |delivery: Delivery<Reading>| delivery,
+        )
+        .await
+        .expect("subscribe");
+
+    bus.publish_raw(
+        &name("a/other"),
+        b"not a reading".to_vec(),
+        PublishOptions::telemetry(),
+    )
+    .await
+    .expect("publish to the excluded topic");
+    bus.publish(&name("a/b"), &reading(7), PublishOptions::telemetry())
+        .await
+        .expect("publish to an included topic");
+
+    let first = next(&mut receiver).await;
+    assert_eq!(first.topic, name("a/b"));
+    let stats = bus.route_stats(route).await.expect("stats");
+    assert_eq!(stats.delivered, 1);
+    assert_eq!(stats.decode_errors, 0);
+}

@@ -69,6 +69,18 @@ impl<M: Message> ChildHandle<M> {
         }
     }
 
+    /// Wraps an actor that no supervisor restarts, so code written against handles also works
+    /// with a plain actor: calls reach `actor` while it runs and fail with
+    /// [`CallError::Stopped`] once it has exited.
+    pub fn unsupervised(actor: ActorRef<M>) -> Self {
+        let child = ChildId::new(format!("actor-{}", actor.get_id()))
+            .expect("an actor id renders as digits and dots, which the id rule allows");
+        // The sender is dropped at once: the slot never changes, and a waiting call sees the
+        // closed channel as "stopped".
+        let (_sender, slot) = watch::channel(Slot::Running(actor));
+        Self::new(child, slot)
+    }
+
     /// Returns the same handle with another bound on how long a call waits for a running
     /// incarnation.
     pub fn with_wait_bound(mut self, bound: Duration) -> Self {

@@ -167,7 +167,11 @@ async fn last_will_marks_offline() {
     registry.client.register(lamp("lamp-1")).await.unwrap();
     registry.client.heartbeat(&id("lamp-1")).await.unwrap();
 
-    registry.client.report_last_will(&id("lamp-1")).unwrap();
+    registry
+        .client
+        .report_last_will(&id("lamp-1"))
+        .await
+        .unwrap();
     let view = registry.client.get(&id("lamp-1")).await.unwrap();
 
     assert_eq!(view.availability.state, AvailabilityState::Offline);

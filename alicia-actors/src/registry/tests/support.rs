@@ -32,7 +32,9 @@ pub struct Running {
 impl Running {
     /// Stops the actor and waits until it has released the store.
     pub async fn stop(self) {
-        self.client.actor().stop(None);
+        if let Some(actor) = self.client.actor() {
+            actor.stop(None);
+        }
         self.handle.await.expect("the registry actor stops cleanly");
     }
 
