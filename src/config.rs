@@ -42,6 +42,9 @@ pub enum BrokerChoice {
         /// The broker's URL.
         url: BrokerUrl,
     },
+    /// No MQTT at all: the services talk over the in-process bus only. For applications that
+    /// embed Alicia without a broker, and for tests. Only the builder API selects it.
+    InProcess,
 }
 
 /// The settings of one node.

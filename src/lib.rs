@@ -9,3 +9,7 @@ pub use alicia_mqtt_bridge as mqtt_bridge;
 pub mod config;
 
 pub use config::{BrokerChoice, ConfigError, NodeConfig};
+
+pub mod node;
+
+pub use node::{Node, NodeBuilder, NodeError};

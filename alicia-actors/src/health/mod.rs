@@ -31,7 +31,7 @@ mod tests;
 
 pub use actor::{HealthArgs, HealthMetrics, HealthMonitor, HealthMsg, HealthState};
 pub use alert::{Alert, AlertEventKind, AlertKind, HealthAlert, Severity};
-pub use bus_link::{HealthBusLink, heartbeat_topic, publish_heartbeat};
+pub use bus_link::{HealthBusLink, heartbeat_topic, publish_heartbeat, spawn_alert_publisher};
 pub use client::HealthClient;
 pub use config::{HealthConfig, Threshold, Thresholds};
 pub use detector::{Detector, ServiceState, ServiceStatus};

@@ -293,6 +293,12 @@ impl Actor for RegistryRoutes {
         _myself: ActorRef<RouteMessage>,
         state: &mut RoutesState,
     ) -> Result<(), ActorProcessingErr> {
+        // When the bus itself has stopped (a restart of the bus restarts these routes too), its
+        // routes are gone with it, and waiting for a new incarnation would only stall the stop.
+        if state.bus.actor().is_none() {
+            state.routes.clear();
+            return Ok(());
+        }
         for route in state.routes.drain(..) {
             if let Err(error) = state.bus.unsubscribe(route).await {
                 tracing::warn!(service = "registry", %error, "failed to remove a registry route");

@@ -1,0 +1,439 @@
+//! The node: one process's store, bus and services under one root supervisor.
+//!
+//! ```text
+//! root supervisor (rest-for-one)
+//!  ├── bus              the MQTT bridge, or the in-process bus
+//!  ├── registry         device registry actor
+//!  ├── registry-routes  the registry's MQTT requests and device heartbeats
+//!  └── health           health monitor (subscribes to heartbeats itself)
+//! ```
+//!
+//! The root supervisor restarts a child that fails and, because it is rest-for-one, every child
+//! started after it. A restart of the bus therefore restarts the services too, and they subscribe
+//! again on the new bus incarnation. State that must survive a restart lives in the store.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use alicia_actors::health::{
+    HealthArgs, HealthClient, HealthConfig, HealthMonitor, HeartbeatSettings, HeartbeatSink,
+    MetricsRegistry, MetricsServer, SupervisorHeartbeats,
+};
+use alicia_actors::registry::{
+    RegistryActor, RegistryArgs, RegistryClient, RegistryConfig, RegistryRoutes, RoutesArgs,
+    spawn_event_publisher,
+};
+use alicia_core::bus::{Bus, BusCommand, LocalBus, LocalBusConfig};
+use alicia_core::store::{Recovery, Store};
+use alicia_core::supervisor::{
+    ChildId, ChildSpec, Intensity, Strategy, Supervisor, SupervisorSpec,
+};
+use alicia_core::{NodeId, SharedClock, SourceId, SystemClock};
+use std::sync::Arc;
+
+use alicia_actors::health::spawn_alert_publisher;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::{BrokerChoice, NodeConfig};
+
+/// Requests the registry routes run at once; enough for bursts to share durable commits.
+const REGISTRY_MAX_IN_FLIGHT: usize = 256;
+
+/// Registry events that may wait for the bus before the registry itself waits.
+const REGISTRY_EVENT_QUEUE: usize = 4_096;
+
+/// How long shutdown waits for the event publishers to send their last events.
+const PUBLISHER_DRAIN: Duration = Duration::from_secs(2);
+
+/// Default time between the heartbeats the node publishes for each of its services.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Why a node could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The store could not be opened.
+    #[error("opening the node's store in {data_dir} failed: {source}")]
+    Store {
+        /// The data directory.
+        data_dir: PathBuf,
+        /// The underlying error.
+        source: alicia_core::StoreError,
+    },
+
+    /// The chosen broker is not available in this build.
+    #[error("{0}")]
+    Broker(String),
+
+    /// The root supervisor failed to start.
+    #[error("starting the node's supervisor failed: {0}")]
+    Start(#[from] alicia_core::supervisor::SupervisorError),
+
+    /// A service failed to start under the root supervisor.
+    #[error("starting a service failed: {0}")]
+    Service(#[from] alicia_core::supervisor::AddChildError),
+
+    /// The bus could not be reached after it started.
+    #[error("connecting to the node's bus failed: {0}")]
+    Bus(#[from] alicia_core::bus::BusError),
+
+    /// A configuration value was rejected.
+    #[error("invalid node setting: {0}")]
+    Config(String),
+
+    /// The metrics endpoint could not start.
+    #[error("starting the metrics endpoint failed: {0}")]
+    Metrics(#[from] alicia_actors::health::MetricsError),
+}
+
+/// Builds and starts a [`Node`].
+#[derive(Debug)]
+pub struct NodeBuilder {
+    config: NodeConfig,
+    clock: SharedClock,
+    registry: Option<RegistryConfig>,
+    health: Option<HealthConfig>,
+    heartbeat_interval: Duration,
+    metrics_listen: Option<SocketAddr>,
+}
+
+/// A running node. Call [`Node::shutdown`] to stop it cleanly.
+#[derive(Debug)]
+pub struct Node {
+    id: NodeId,
+    data_dir: PathBuf,
+    store: Store,
+    recovery: Option<Recovery>,
+    supervisor: Supervisor,
+    bus: Bus,
+    registry: Option<RegistryClient>,
+    health: Option<HealthClient>,
+    metrics: Option<MetricsServer>,
+    heartbeats: Option<SupervisorHeartbeats>,
+    /// Tasks that publish service events on the bus; they end when their services stop.
+    publishers: Vec<JoinHandle<()>>,
+}
+
+impl Node {
+    /// Starts building a node from `config`.
+    pub fn builder(config: NodeConfig) -> NodeBuilder {
+        NodeBuilder {
+            config,
+            clock: SystemClock::shared(),
+            registry: Some(RegistryConfig::default()),
+            health: Some(HealthConfig::default()),
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            metrics_listen: None,
+        }
+    }
+
+    /// The node's id.
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+
+    /// The directory of the node's database.
+    pub fn data_dir(&self) -> &PathBuf {
+        &self.data_dir
+    }
+
+    /// The node's store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Set when the database file was corrupt at start and was replaced by an empty one.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.recovery.as_ref()
+    }
+
+    /// The node's bus client.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// The device registry, unless it was turned off.
+    pub fn registry(&self) -> Option<&RegistryClient> {
+        self.registry.as_ref()
+    }
+
+    /// The health monitor, unless it was turned off.
+    pub fn health(&self) -> Option<&HealthClient> {
+        self.health.as_ref()
+    }
+
+    /// The address of the metrics endpoint, when it was turned on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::address)
+    }
+
+    /// The root supervisor, for snapshots of the supervision tree.
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    /// Stops the services in reverse start order, then the bus, and waits for the event
+    /// publishers to send what their services committed.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        drop(self.heartbeats);
+        drop(self.metrics);
+        // The clients hold the senders of the event channels; the publishers end only once
+        // every sender is gone.
+        drop(self.registry);
+        drop(self.health);
+        tracing::info!(node = %self.id, "node stopping");
+
+        let stopped = self.supervisor.stop().await;
+        // The publishers end once their services' channels close; the bound covers a bus that
+        // cannot take the last events.
+        for mut publisher in self.publishers {
+            if tokio::time::timeout(PUBLISHER_DRAIN, &mut publisher)
+                .await
+                .is_err()
+            {
+                publisher.abort();
+            }
+        }
+        if let Err(error) = self.store.sync() {
+            tracing::error!(node = %self.id, %error, "flushing the store at shutdown failed");
+        }
+        stopped?;
+
+        tracing::info!(node = %self.id, "node stopped");
+        Ok(())
+    }
+}
+
+impl NodeBuilder {
+    /// Uses `clock` for every expiry decision instead of the system clock.
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Runs the device registry with `config` (it runs with defaults unless turned off).
+    pub fn registry(mut self, config: RegistryConfig) -> Self {
+        self.registry = Some(config);
+        self
+    }
+
+    /// Leaves the device registry out.
+    pub fn without_registry(mut self) -> Self {
+        self.registry = None;
+        self
+    }
+
+    /// Runs the health monitor with `config` (it runs with defaults unless turned off).
+    pub fn health(mut self, config: HealthConfig) -> Self {
+        self.health = Some(config);
+        self
+    }
+
+    /// Leaves the health monitor out.
+    pub fn without_health(mut self) -> Self {
+        self.health = None;
+        self
+    }
+
+    /// Sets the time between the heartbeats published for each service.
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
+    /// Serves Prometheus metrics on `address`, which must be a loopback address.
+    pub fn metrics(mut self, address: SocketAddr) -> Self {
+        self.metrics_listen = Some(address);
+        self
+    }
+
+    /// Opens the store, starts the bus and every service under the root supervisor, and returns
+    /// once all of them run.
+    pub async fn start(self) -> Result<Node, NodeError> {
+        let NodeBuilder {
+            config,
+            clock,
+            registry: registry_config,
+            health: health_config,
+            heartbeat_interval,
+            metrics_listen,
+        } = self;
+        let node = config.node_id.clone();
+
+        let opened =
+            Store::open(&config.data_dir, clock.clone()).map_err(|source| NodeError::Store {
+                data_dir: config.data_dir.clone(),
+                source,
+            })?;
+        if let Some(recovery) = &opened.recovery {
+            tracing::error!(%node, %recovery, "the node's database was corrupt and has been replaced by an empty one");
+        }
+        let store = opened.store;
+
+        // The bus starts first and alone, so that the services can be given a Bus that follows
+        // the bus child's incarnations. They are added after it, in start order, which is the
+        // order the rest-for-one strategy restarts them in.
+        let client = SourceId::from(node.clone());
+        let bus_child = bus_child(&config, client.clone(), clock.clone())?;
+        let bus_handle = bus_child.handle();
+        let root = SupervisorSpec::new(child_id("root"))
+            .strategy(Strategy::RestForOne)
+            .intensity(Intensity::new(5, Duration::from_secs(60)))
+            .clock(clock.clone())
+            .child(bus_child);
+        let supervisor = Supervisor::start(root).await?;
+        let bus = Bus::connect_supervised(bus_handle).await?;
+
+        let mut publishers = Vec::new();
+        let registry = match registry_config {
+            Some(registry_config) => {
+                let started =
+                    start_registry(&supervisor, &bus, &client, &store, &clock, registry_config)
+                        .await?;
+                publishers.push(started.1);
+                Some(started.0)
+            }
+            None => None,
+        };
+        let health = match health_config {
+            Some(health_config) => {
+                let started =
+                    start_health(&supervisor, &bus, &store, &clock, health_config).await?;
+                publishers.push(started.1);
+                Some(started.0)
+            }
+            None => None,
+        };
+
+        let heartbeats = SupervisorHeartbeats::start(
+            supervisor.handle(),
+            HeartbeatSink::Bus(bus.clone()),
+            HeartbeatSettings {
+                node: node.clone(),
+                interval: heartbeat_interval,
+                clock: clock.clone(),
+            },
+            HashMap::new(),
+        );
+
+        let metrics = match metrics_listen {
+            Some(address) => {
+                let sources = MetricsRegistry::new();
+                if let Some(health) = &health {
+                    sources.register(Arc::new(health.clone()));
+                }
+                Some(MetricsServer::bind(address, sources).await?)
+            }
+            None => None,
+        };
+
+        tracing::info!(%node, data_dir = %config.data_dir.display(), "node started");
+        Ok(Node {
+            id: node,
+            data_dir: config.data_dir,
+            store,
+            recovery: opened.recovery,
+            supervisor,
+            bus,
+            registry,
+            health,
+            metrics,
+            heartbeats: Some(heartbeats),
+            publishers,
+        })
+    }
+}
+
+/// The bus child: the in-process bus, or the MQTT bridge to the chosen broker.
+fn bus_child(
+    config: &NodeConfig,
+    client: SourceId,
+    clock: SharedClock,
+) -> Result<ChildSpec<BusCommand>, NodeError> {
+    match &config.broker {
+        BrokerChoice::InProcess => Ok(ChildSpec::new(child_id("bus"), move || {
+            let config = LocalBusConfig::new(client.clone()).with_clock(clock.clone());
+            (LocalBus, config)
+        })),
+        BrokerChoice::Embedded { .. } | BrokerChoice::External { .. } => Err(NodeError::Broker(
+            "the MQTT bridge is not available yet".to_owned(),
+        )),
+    }
+}
+
+/// Adds the registry and its routes to the root supervisor and starts its event publisher.
+async fn start_registry(
+    supervisor: &Supervisor,
+    bus: &Bus,
+    client: &SourceId,
+    store: &Store,
+    clock: &SharedClock,
+    config: RegistryConfig,
+) -> Result<(RegistryClient, JoinHandle<()>), NodeError> {
+    let (events, receiver) = mpsc::channel(REGISTRY_EVENT_QUEUE);
+    let publisher = spawn_event_publisher(bus.clone(), client.clone(), receiver);
+
+    let (store, clock) = (store.clone(), clock.clone());
+    let registry_child = ChildSpec::new(child_id("registry"), move || {
+        let args = RegistryArgs {
+            store: store.clone(),
+            clock: clock.clone(),
+            config: config.clone(),
+            events: Some(events.clone()),
+        };
+        (RegistryActor, args)
+    });
+    let registry = RegistryClient::supervised(registry_child.handle());
+    supervisor.add_child(registry_child).await?;
+
+    let (bus, routes_registry) = (bus.clone(), registry.clone());
+    let routes_child = ChildSpec::new(child_id("registry-routes"), move || {
+        let args = RoutesArgs {
+            bus: bus.clone(),
+            registry: routes_registry.clone(),
+            max_in_flight: REGISTRY_MAX_IN_FLIGHT,
+        };
+        (RegistryRoutes, args)
+    });
+    supervisor.add_child(routes_child).await?;
+
+    Ok((registry, publisher))
+}
+
+/// Adds the health monitor to the root supervisor and starts its alert publisher.
+async fn start_health(
+    supervisor: &Supervisor,
+    bus: &Bus,
+    store: &Store,
+    clock: &SharedClock,
+    config: HealthConfig,
+) -> Result<(HealthClient, JoinHandle<()>), NodeError> {
+    config
+        .validate()
+        .map_err(|error| NodeError::Config(error.to_string()))?;
+    let alerts = HealthMonitor::alert_channel();
+    let publisher = spawn_alert_publisher(bus.clone(), alerts.subscribe())
+        .map_err(|error| NodeError::Config(error.to_string()))?;
+
+    let (store, clock, bus, sender) = (store.clone(), clock.clone(), bus.clone(), alerts.clone());
+    let health_child = ChildSpec::new(child_id("health"), move || {
+        let args = HealthArgs {
+            config: config.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+            alerts: sender.clone(),
+            bus: Some(bus.clone()),
+        };
+        (HealthMonitor, args)
+    });
+    let health = HealthClient::supervised(health_child.handle(), alerts);
+    supervisor.add_child(health_child).await?;
+
+    Ok((health, publisher))
+}
+
+fn child_id(id: &str) -> ChildId {
+    ChildId::new(id).expect("child ids written in this module satisfy the id rule")
+}
