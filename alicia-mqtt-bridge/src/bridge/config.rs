@@ -101,7 +101,7 @@ impl BridgeConfig {
         self
     }
 
-    /// The decode limits that apply to inbound payloads and replies.
+    /// Returns the decode limits that apply to inbound payloads and replies.
     pub fn limits(&self) -> DecodeLimits {
         DecodeLimits::default().with_max_size(self.max_payload_size)
     }
@@ -229,7 +229,7 @@ pub struct ClientCertFiles {
     pub key_file: PathBuf,
 }
 
-/// The number of messages the outbox holds per publish class.
+/// The number of messages the outbox accepts per publish class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutboxCapacity {
     /// Requests and replies.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Why the bridge could not start.
+/// Failure to start the bridge.
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
     /// A setting is out of range.
@@ -19,7 +19,7 @@ pub enum BridgeError {
         "TLS {role} file {path} could not be loaded: {reason} (check the path and that it is PEM)"
     )]
     TlsFile {
-        /// What the file holds: `CA`, `client certificate` or `client key`.
+        /// The file's content: `CA`, `client certificate` or `client key`.
         role: &'static str,
         /// The file.
         path: PathBuf,

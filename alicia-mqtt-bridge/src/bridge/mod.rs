@@ -83,7 +83,7 @@ pub enum NodePresence {
     Offline,
 }
 
-/// The publish options of presence: QoS 1 and retained, as the manifest's `node.presence` says.
+/// The publish options of presence: QoS 1 and retained, as the manifest's `node.presence` spec sets.
 fn presence_options() -> PublishOptions {
     PublishOptions {
         qos: QoS::AtLeastOnce,

@@ -49,7 +49,7 @@ struct Queued {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
-/// Why a push failed.
+/// The reason a push failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PushError {
     /// The class queue stayed full until the timeout.

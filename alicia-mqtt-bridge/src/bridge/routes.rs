@@ -20,9 +20,9 @@ use super::stats::{Counters, RouteCounters};
 
 /// The routes of one bridge, by id.
 ///
-/// The bridge actor adds and removes routes; the I/O task reads the table for every inbound
-/// message; a route's worker removes its own route when the target actor has stopped. Nobody
-/// holds the lock across an `.await`.
+/// The bridge actor adds and removes routes, and the I/O task reads the table for every inbound
+/// message. A route's worker removes its own route when the target actor has stopped. No task
+/// keeps the lock across an `.await`.
 #[derive(Debug, Default)]
 pub(crate) struct RouteTable {
     routes: RwLock<BTreeMap<RouteId, RouteSlot>>,

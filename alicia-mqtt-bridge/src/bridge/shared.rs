@@ -21,7 +21,7 @@ pub(crate) type ReplyPort = RpcReplyPort<Result<InboundReply, BusError>>;
 /// An instruction for the writer task, which is the only sender of MQTT packets.
 #[derive(Debug)]
 pub(crate) enum Control {
-    /// Subscribe a filter at the broker; `done` fires on the SUBACK, or at once when the bridge
+    /// Subscribe a filter at the broker. `done` fires on the SUBACK, or at once while the bridge
     /// is disconnected, because the next connect subscribes every route anyway.
     Subscribe {
         filter: TopicFilter,

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use super::shared::{Connection, Control, Shared, lock};
 use super::stats::Counters;
 
-/// How long a clean shutdown keeps sending what the outbox holds before it publishes `offline`.
+/// How long a clean shutdown keeps sending the outbox contents before it publishes `offline`.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
 
 /// Sends outbox messages and control instructions to rumqttc while connected, and replays the
@@ -163,7 +163,7 @@ impl Writer {
         }
     }
 
-    /// Sends what the outbox holds (for at most [`SHUTDOWN_DRAIN`]), publishes presence
+    /// Sends the outbox contents (for at most [`SHUTDOWN_DRAIN`]), publishes presence
     /// `offline` and disconnects, so the broker does not publish the last will.
     async fn shutdown(&self, connected: bool) {
         self.shared.outbox.close();
