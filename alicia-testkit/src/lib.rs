@@ -116,6 +116,33 @@ impl Mosquitto {
         })
     }
 
+    /// Starts a broker with the repository's test configuration on `port` of 127.0.0.1, such as
+    /// the port of a broker that [`kill`](Self::kill) stopped, to test reconnects.
+    ///
+    /// Unlike [`start`](Self::start) it tries only once, because the port is fixed.
+    pub fn start_on(port: u16) -> Result<Self, BrokerError> {
+        let binary = find_mosquitto().ok_or(BrokerError::NotInstalled)?;
+        let dir = tempfile::Builder::new()
+            .prefix("alicia-mosquitto-")
+            .tempdir()
+            .map_err(|source| BrokerError::Prepare {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+
+        let mut child = spawn(&binary, dir.path(), CONFIG_TEMPLATE, port)?;
+        if wait_until_ready(&mut child, port) {
+            return Ok(Self { child, port, dir });
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(BrokerError::NotReady {
+            port,
+            attempts: 1,
+            log_tail: read_log_tail(&dir.path().join("mosquitto.log")),
+        })
+    }
+
     /// The port the broker listens on, on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port

@@ -140,6 +140,11 @@ impl Route {
         self.filter.matches(topic) && !self.excluded.contains(topic)
     }
 
+    /// Returns the topics the route leaves out although its filter matches them.
+    pub fn excluded(&self) -> &[TopicName] {
+        &self.excluded
+    }
+
     /// Returns the topic filter that selects the route's messages.
     pub fn filter(&self) -> &TopicFilter {
         &self.filter

@@ -1,0 +1,262 @@
+//! The I/O task: it polls rumqttc's event loop and nothing else waits in it.
+
+use std::sync::Arc;
+
+use alicia_core::bus::{InboundMessage, InboundReply, LogRateLimit};
+use alicia_core::codec::Codec;
+use alicia_core::topic::TopicName;
+use rumqttc::{ConnectionError, Event, EventLoop, Incoming, Outgoing, Request};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::watch;
+
+use super::Backoff;
+use super::shared::{Shared, lock};
+use super::stats::Counters;
+
+/// Polls `eventloop` until a clean disconnect or until `stop` turns true.
+///
+/// Per inbound publish it checks the size and the topic, forwards a reply to its waiting
+/// requester and `try_send`s the message into the queue of every matching route. It never waits
+/// on an actor, a route or a publish: the only `.await`s are `poll` and the backoff sleep.
+pub(crate) async fn run(
+    mut eventloop: EventLoop,
+    shared: Arc<Shared>,
+    backoff: Backoff,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut io = Io {
+        shared,
+        failures: 0,
+        bad_topic_log: LogRateLimit::default(),
+        oversized_log: LogRateLimit::default(),
+        overflow_log: LogRateLimit::default(),
+    };
+
+    loop {
+        if eventloop.network.is_none() {
+            Counters::add(&io.shared.counters.connect_attempts);
+        }
+
+        let polled = tokio::select! {
+            biased;
+            _ = stop.wait_for(|stopped| *stopped) => break,
+            polled = eventloop.poll() => polled,
+        };
+
+        match polled {
+            Ok(Event::Incoming(Incoming::ConnAck(ack))) => io.connected(ack.session_present),
+            Ok(Event::Incoming(Incoming::Publish(publish))) => io.inbound(publish),
+            Ok(Event::Incoming(Incoming::SubAck(ack))) => {
+                if let Some(done) = lock(&io.shared.subscribes_sent).remove(&ack.pkid) {
+                    let _ = done.send(());
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Subscribe(pkid))) => {
+                let waiting = lock(&io.shared.subscribes_unsent).pop_front().flatten();
+                if let Some(done) = waiting {
+                    lock(&io.shared.subscribes_sent).insert(pkid, done);
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                tracing::info!(client = %io.shared.client, "disconnected from the broker");
+                break;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                io.disconnected(&mut eventloop, &error);
+                let delay = backoff.delay(io.failures, rand::random::<f64>());
+                tracing::warn!(
+                    client = %io.shared.client,
+                    attempt = io.failures,
+                    delay_ms = delay.as_millis() as u64,
+                    %error,
+                    "broker connection failed; retrying after the backoff delay"
+                );
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|stopped| *stopped) => break,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+
+    io.shared
+        .connection
+        .send_modify(|connection| connection.connected = false);
+}
+
+struct Io {
+    shared: Arc<Shared>,
+    /// Consecutive failed polls since the last CONNACK.
+    failures: u32,
+    bad_topic_log: LogRateLimit,
+    oversized_log: LogRateLimit,
+    overflow_log: LogRateLimit,
+}
+
+impl Io {
+    fn connected(&mut self, session_present: bool) {
+        let counters = &self.shared.counters;
+        Counters::add(&counters.connections);
+        let reconnect = counters
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 1;
+        tracing::info!(
+            client = %self.shared.client,
+            reconnect,
+            session_present,
+            failed_attempts = self.failures,
+            "connected to the broker"
+        );
+        self.failures = 0;
+        self.shared.connection.send_modify(|connection| {
+            connection.connected = true;
+            connection.generation += 1;
+        });
+    }
+
+    /// Records a failed poll and saves what rumqttc would lose.
+    ///
+    /// rumqttc moves unacknowledged publishes and unsent requests into `eventloop.pending` after an
+    /// error, and clears that list when the next CONNACK reports no session. The publishes are
+    /// moved to [`Shared::resend`] instead, for the writer to send after the session replay.
+    /// Subscribes and unsubscribes are dropped, because the replay subscribes every route again.
+    fn disconnected(&mut self, eventloop: &mut EventLoop, error: &ConnectionError) {
+        self.failures = self.failures.saturating_add(1);
+        let was_connected = self.shared.is_connected();
+        if was_connected {
+            Counters::add(&self.shared.counters.connection_losses);
+            tracing::warn!(client = %self.shared.client, %error, "broker connection lost");
+        }
+        self.shared
+            .connection
+            .send_modify(|connection| connection.connected = false);
+
+        let mut dropped_subscribes = 0;
+        let mut resend = Vec::new();
+        for request in eventloop.pending.drain(..) {
+            match request {
+                Request::Publish(publish) => resend.push(publish),
+                Request::Subscribe(_) => dropped_subscribes += 1,
+                _ => {}
+            }
+        }
+        if !resend.is_empty() {
+            lock(&self.shared.resend).extend(resend);
+        }
+
+        // The drained subscribes are the oldest unsent ones. Their routes stay in the table, so
+        // the replay covers them, and their callers need not wait for it.
+        let mut unsent = lock(&self.shared.subscribes_unsent);
+        for _ in 0..dropped_subscribes {
+            if let Some(Some(done)) = unsent.pop_front() {
+                let _ = done.send(());
+            }
+        }
+        drop(unsent);
+        for (_, done) in lock(&self.shared.subscribes_sent).drain() {
+            let _ = done.send(());
+        }
+    }
+
+    fn inbound(&mut self, publish: rumqttc::Publish) {
+        let counters = &self.shared.counters;
+        Counters::add(&counters.messages_in);
+
+        let topic = match TopicName::new(publish.topic) {
+            Ok(topic) => topic,
+            Err(error) => {
+                Counters::add(&counters.invalid_topic);
+                if let Some(suppressed) = self.bad_topic_log.record(self.shared.clock.monotonic()) {
+                    tracing::warn!(%error, suppressed, "dropped a message with an invalid topic");
+                }
+                return;
+            }
+        };
+
+        if publish.payload.len() > self.shared.limits.max_size {
+            self.drop_oversized(&topic, publish.payload.len());
+            return;
+        }
+
+        // NOTE: MQTT 3.1.1 carries no content type, so every inbound payload is decoded as
+        // JSON; postcard needs the MQTT 5 content type property.
+        let message = InboundMessage {
+            topic,
+            payload: Arc::from(&publish.payload[..]),
+            codec: Codec::Json,
+            retained: publish.retain,
+        };
+
+        self.forward_reply(&message);
+        if message.payload.is_empty() {
+            return;
+        }
+        self.dispatch(message);
+    }
+
+    /// Counts an oversized payload as a decode error of every route it matches, without copying
+    /// or parsing it. Its reply topic is unknown, so it gets no error reply.
+    fn drop_oversized(&mut self, topic: &TopicName, size: usize) {
+        Counters::add(&self.shared.counters.oversized);
+        self.shared.routes.for_each_match(topic, |_, slot| {
+            Counters::add(&slot.counters.decode_errors);
+            Counters::add(&self.shared.counters.decode_errors);
+        });
+        if let Some(suppressed) = self.oversized_log.record(self.shared.clock.monotonic()) {
+            tracing::warn!(
+                topic = %topic,
+                size,
+                max = self.shared.limits.max_size,
+                suppressed,
+                "dropped a payload over the maximum payload size"
+            );
+        }
+    }
+
+    /// Hands `message` to the requester waiting on its topic, if any.
+    fn forward_reply(&self, message: &InboundMessage) {
+        let Some(waiting) = lock(&self.shared.pending).remove(&message.topic) else {
+            return;
+        };
+        let reply = InboundReply {
+            topic: message.topic.clone(),
+            payload: Arc::clone(&message.payload),
+            codec: message.codec,
+        };
+        if waiting.send(Ok(reply)).is_err() {
+            tracing::debug!(topic = %message.topic, "reply arrived after its requester stopped waiting");
+        }
+    }
+
+    fn dispatch(&mut self, message: InboundMessage) {
+        let mut overflowed = Vec::new();
+        self.shared
+            .routes
+            .for_each_match(&message.topic, |id, slot| {
+                match slot.queue.try_send(message.clone()) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        Counters::add(&slot.counters.overflow);
+                        Counters::add(&self.shared.counters.route_overflow);
+                        overflowed.push(id);
+                    }
+                    // The route is being removed; its worker has ended.
+                    Err(TrySendError::Closed(_)) => {}
+                }
+            });
+
+        if let Some(route) = overflowed.first()
+            && let Some(suppressed) = self.overflow_log.record(self.shared.clock.monotonic())
+        {
+            tracing::warn!(
+                topic = %message.topic,
+                route = route.0,
+                suppressed,
+                "route queue full: message dropped (the route's actor or decoder is behind)"
+            );
+        }
+    }
+}

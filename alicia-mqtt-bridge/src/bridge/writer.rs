@@ -1,0 +1,224 @@
+//! The writer task: the only task that hands packets to rumqttc.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alicia_core::bus::OutboundMessage;
+use alicia_core::manifest::QoS;
+use alicia_core::topic::TopicFilter;
+use rumqttc::{AsyncClient, SubscribeFilter};
+use tokio::sync::{mpsc, watch};
+
+use super::shared::{Connection, Control, Shared, lock};
+use super::stats::Counters;
+
+/// How long a clean shutdown keeps sending the outbox contents before it publishes `offline`.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
+
+/// Sends outbox messages and control instructions to rumqttc while connected, and replays the
+/// session contract once per connection before anything else.
+///
+/// Because this is the only sender, the order in which packets enter rumqttc's request channel
+/// is the order of this loop, which is what [`Shared::subscribes_unsent`] relies on. A send
+/// waits while rumqttc's request channel is full; that wait holds up later outbox messages,
+/// never the I/O task or an actor.
+pub(crate) async fn run(
+    client: AsyncClient,
+    shared: Arc<Shared>,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    mut connection: watch::Receiver<Connection>,
+) {
+    let writer = Writer { client, shared };
+    let mut replayed = 0;
+
+    loop {
+        let state = *connection.borrow_and_update();
+        if state.connected && state.generation != replayed {
+            replayed = state.generation;
+            writer.replay().await;
+        }
+
+        while let Ok(instruction) = control.try_recv() {
+            if writer.control(instruction, state.connected).await {
+                return;
+            }
+        }
+
+        if state.connected
+            && let Some(message) = writer.shared.outbox.pop()
+        {
+            writer.publish(&message).await;
+            continue;
+        }
+
+        tokio::select! {
+            biased;
+            changed = connection.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            instruction = control.recv() => match instruction {
+                Some(instruction) => {
+                    if writer.control(instruction, state.connected).await {
+                        return;
+                    }
+                }
+                None => return,
+            },
+            () = writer.shared.outbox.pushed(), if state.connected => {}
+        }
+    }
+}
+
+struct Writer {
+    client: AsyncClient,
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    /// Subscribes the reply namespace and every route, publishes presence `online`, re-publishes
+    /// the retained announcements and resends what the last connection left unacknowledged.
+    async fn replay(&self) {
+        let mut filters = vec![self.shared.reply_filter.clone()];
+        filters.extend(self.shared.routes.filters());
+        filters.dedup();
+        let count = filters.len();
+        let subscribe = filters
+            .into_iter()
+            .map(|filter| SubscribeFilter::new(filter.into_string(), rumqttc::QoS::AtLeastOnce));
+        lock(&self.shared.subscribes_unsent).push_back(None);
+        if let Err(error) = self.client.subscribe_many(subscribe).await {
+            tracing::warn!(client = %self.shared.client, %error, "resubscribing failed");
+        }
+
+        let presence = OutboundMessage {
+            topic: self.shared.presence_topic.clone(),
+            payload: Arc::clone(&self.shared.online_payload),
+            options: super::presence_options(),
+        };
+        self.publish(&presence).await;
+
+        let announcements: Vec<OutboundMessage> =
+            lock(&self.shared.retained).values().cloned().collect();
+        for announcement in &announcements {
+            self.publish(announcement).await;
+        }
+
+        let resend = std::mem::take(&mut *lock(&self.shared.resend));
+        for publish in &resend {
+            self.send(
+                &publish.topic,
+                publish.qos,
+                publish.retain,
+                publish.payload.to_vec(),
+            )
+            .await;
+        }
+
+        tracing::info!(
+            client = %self.shared.client,
+            filters = count,
+            announcements = announcements.len(),
+            resent = resend.len(),
+            "session replayed: routes subscribed, presence online"
+        );
+    }
+
+    /// Carries out one instruction. Returns `true` when the bridge is shutting down.
+    async fn control(&self, instruction: Control, connected: bool) -> bool {
+        match instruction {
+            Control::Subscribe { filter, done } => {
+                if !connected {
+                    let _ = done.send(());
+                    return false;
+                }
+                lock(&self.shared.subscribes_unsent).push_back(Some(done));
+                if let Err(error) = self
+                    .client
+                    .subscribe(filter.as_str(), rumqttc::QoS::AtLeastOnce)
+                    .await
+                {
+                    tracing::warn!(topic = %filter, %error, "subscribing failed");
+                }
+                false
+            }
+            Control::Unsubscribe { filter } => {
+                if connected {
+                    self.unsubscribe(&filter).await;
+                }
+                false
+            }
+            Control::Shutdown { done } => {
+                self.shutdown(connected).await;
+                let _ = done.send(());
+                true
+            }
+        }
+    }
+
+    async fn unsubscribe(&self, filter: &TopicFilter) {
+        if let Err(error) = self.client.unsubscribe(filter.as_str()).await {
+            tracing::warn!(topic = %filter, %error, "unsubscribing failed");
+        }
+    }
+
+    /// Sends the outbox contents (for at most [`SHUTDOWN_DRAIN`]), publishes presence
+    /// `offline` and disconnects, so the broker does not publish the last will.
+    async fn shutdown(&self, connected: bool) {
+        self.shared.outbox.close();
+        if !connected {
+            tracing::info!(
+                client = %self.shared.client,
+                unsent = self.shared.outbox.len(),
+                "bridge stopping while disconnected: the outbox is dropped, the last will reports offline"
+            );
+            return;
+        }
+
+        let drain = async {
+            while let Some(message) = self.shared.outbox.pop() {
+                self.publish(&message).await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_DRAIN, drain).await.is_err() {
+            tracing::warn!(
+                client = %self.shared.client,
+                unsent = self.shared.outbox.len(),
+                "bridge stopping: outbox not empty after the drain timeout, the rest is dropped"
+            );
+        }
+
+        let offline = OutboundMessage {
+            topic: self.shared.presence_topic.clone(),
+            payload: Arc::clone(&self.shared.offline_payload),
+            options: super::presence_options(),
+        };
+        self.publish(&offline).await;
+        if let Err(error) = self.client.disconnect().await {
+            tracing::warn!(client = %self.shared.client, %error, "disconnecting failed");
+        }
+    }
+
+    async fn publish(&self, message: &OutboundMessage) {
+        let qos = match message.options.qos {
+            QoS::AtMostOnce => rumqttc::QoS::AtMostOnce,
+            QoS::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
+            QoS::ExactlyOnce => rumqttc::QoS::ExactlyOnce,
+        };
+        self.send(
+            message.topic.as_str(),
+            qos,
+            message.options.retained,
+            message.payload.to_vec(),
+        )
+        .await;
+    }
+
+    async fn send(&self, topic: &str, qos: rumqttc::QoS, retain: bool, payload: Vec<u8>) {
+        match self.client.publish(topic, qos, retain, payload).await {
+            Ok(()) => Counters::add(&self.shared.counters.messages_out),
+            Err(error) => tracing::warn!(topic, %error, "handing a publish to rumqttc failed"),
+        }
+    }
+}
