@@ -218,6 +218,10 @@ impl Io {
 
     /// Hands `message` to the requester waiting on its topic, if any.
     fn forward_reply(&self, message: &InboundMessage) {
+        // Only topics in the reply namespace can have a requester, so others skip the lock.
+        if !self.shared.reply_filter.matches(&message.topic) {
+            return;
+        }
         let Some(waiting) = lock(&self.shared.pending).remove(&message.topic) else {
             return;
         };

@@ -441,6 +441,9 @@ impl BridgeState {
             counters,
             active,
         };
+        // NOTE: unlike the local bus, a route whose filter another route already subscribed gets
+        // no stored retained messages, because the bridge sends no second SUBSCRIBE. A first
+        // route gets them from the broker shortly after this reply, not before it.
         let first = self.shared.routes.insert(id, slot);
         if !first || filter == self.shared.reply_filter {
             let _ = reply.send(Ok(id));
@@ -556,7 +559,8 @@ impl BridgeState {
         }
     }
 
-    /// Rejects what the broker or the receivers could not handle.
+    /// Rejects a postcard payload, which MQTT 3.1.1 cannot label, and a payload over the maximum
+    /// payload size.
     fn check(&self, message: &OutboundMessage) -> Result<(), BusError> {
         let failed = |reason: String| {
             Err(BusError::PublishFailed {

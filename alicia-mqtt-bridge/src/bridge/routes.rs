@@ -128,6 +128,10 @@ impl RouteTable {
 ///
 /// It runs as its own task, so decoding one route's messages never delays another route or the
 /// MQTT event loop. Casting to the actor never waits, because ractor mailboxes are unbounded.
+///
+/// NOTE: the route queue bounds only the messages waiting for this worker. A stalled actor's
+/// mailbox still grows without limit, because a cast gives no signal when the actor has handled
+/// the message.
 pub(crate) async fn run_worker(
     id: RouteId,
     route: Route,

@@ -84,6 +84,8 @@ impl Writer {
         filters.extend(self.shared.routes.filters());
         filters.dedup();
         let count = filters.len();
+        // NOTE: every filter is subscribed at QoS 1, because a route carries no QoS. A QoS 0
+        // publish still arrives at QoS 0, but telemetry routes cannot ask for QoS 0 delivery.
         let subscribe = filters
             .into_iter()
             .map(|filter| SubscribeFilter::new(filter.into_string(), rumqttc::QoS::AtLeastOnce));
