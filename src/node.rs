@@ -31,6 +31,9 @@ use alicia_core::supervisor::{
     ChildId, ChildSpec, Intensity, Strategy, Supervisor, SupervisorSpec,
 };
 use alicia_core::{NodeId, SharedClock, SourceId, SystemClock};
+#[cfg(feature = "embedded-broker")]
+use alicia_mqtt_bridge::broker::{EmbeddedBroker, EmbeddedBrokerConfig};
+use alicia_mqtt_bridge::{BridgeConfig, BridgeHandle, BrokerUrl, MqttBridge};
 use std::sync::Arc;
 
 use alicia_actors::health::spawn_alert_publisher;
@@ -63,7 +66,7 @@ pub enum NodeError {
         source: alicia_core::StoreError,
     },
 
-    /// The chosen broker is not available in this build.
+    /// The embedded broker could not start, or is not built in.
     #[error("{0}")]
     Broker(String),
 
@@ -112,6 +115,11 @@ pub struct Node {
     health: Option<HealthClient>,
     metrics: Option<MetricsServer>,
     heartbeats: Option<SupervisorHeartbeats>,
+    /// Counters and connection state of the MQTT bridge, when the node uses one.
+    bridge: Option<BridgeHandle>,
+    /// The embedded broker, stopped after everything else so the bridge can say goodbye.
+    #[cfg(feature = "embedded-broker")]
+    broker: Option<EmbeddedBroker>,
     /// Tasks that publish service events on the bus; they end when their services stop.
     publishers: Vec<JoinHandle<()>>,
 }
@@ -169,6 +177,23 @@ impl Node {
         self.metrics.as_ref().map(MetricsServer::address)
     }
 
+    /// The address the embedded broker listens on, when the node runs one.
+    pub fn broker_addr(&self) -> Option<SocketAddr> {
+        #[cfg(feature = "embedded-broker")]
+        {
+            self.broker.as_ref().map(EmbeddedBroker::local_addr)
+        }
+        #[cfg(not(feature = "embedded-broker"))]
+        {
+            None
+        }
+    }
+
+    /// The MQTT bridge's counters and connection state, when the node uses MQTT.
+    pub fn bridge(&self) -> Option<&BridgeHandle> {
+        self.bridge.as_ref()
+    }
+
     /// The root supervisor, for snapshots of the supervision tree.
     pub fn supervisor(&self) -> &Supervisor {
         &self.supervisor
@@ -198,6 +223,19 @@ impl Node {
         }
         if let Err(error) = self.store.sync() {
             tracing::error!(node = %self.id, %error, "flushing the store at shutdown failed");
+        }
+        #[cfg(feature = "embedded-broker")]
+        if let Some(broker) = self.broker {
+            let stopped = tokio::task::spawn_blocking(move || broker.shutdown()).await;
+            match stopped {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::error!(node = %self.id, %error, "stopping the embedded broker failed")
+                }
+                Err(error) => {
+                    tracing::error!(node = %self.id, %error, "stopping the embedded broker failed")
+                }
+            }
         }
         stopped?;
 
@@ -272,11 +310,23 @@ impl NodeBuilder {
         }
         let store = opened.store;
 
+        #[cfg(feature = "embedded-broker")]
+        let broker = match &config.broker {
+            BrokerChoice::Embedded { listen } => Some(start_embedded_broker(*listen).await?),
+            _ => None,
+        };
+        #[cfg(feature = "embedded-broker")]
+        let broker_url = broker
+            .as_ref()
+            .map(|broker| loopback_url(broker.local_addr()));
+        #[cfg(not(feature = "embedded-broker"))]
+        let broker_url: Option<BrokerUrl> = None;
+
         // The bus starts first and alone, so that the services can be given a Bus that follows
         // the bus child's incarnations. They are added after it, in start order, which is the
         // order the rest-for-one strategy restarts them in.
         let client = SourceId::from(node.clone());
-        let bus_child = bus_child(&config, client.clone(), clock.clone())?;
+        let (bus_child, bridge) = bus_child(&config, broker_url, client.clone(), clock.clone())?;
         let bus_handle = bus_child.handle();
         let root = SupervisorSpec::new(child_id("root"))
             .strategy(Strategy::RestForOne)
@@ -341,26 +391,75 @@ impl NodeBuilder {
             health,
             metrics,
             heartbeats: Some(heartbeats),
+            bridge,
+            #[cfg(feature = "embedded-broker")]
+            broker,
             publishers,
         })
     }
 }
 
-/// The bus child: the in-process bus, or the MQTT bridge to the chosen broker.
+/// The bus child: the in-process bus, or the MQTT bridge to the chosen broker. `embedded_url`
+/// is where the embedded broker listens, when the node runs one.
 fn bus_child(
     config: &NodeConfig,
+    embedded_url: Option<BrokerUrl>,
     client: SourceId,
     clock: SharedClock,
-) -> Result<ChildSpec<BusCommand>, NodeError> {
-    match &config.broker {
-        BrokerChoice::InProcess => Ok(ChildSpec::new(child_id("bus"), move || {
-            let config = LocalBusConfig::new(client.clone()).with_clock(clock.clone());
-            (LocalBus, config)
-        })),
-        BrokerChoice::Embedded { .. } | BrokerChoice::External { .. } => Err(NodeError::Broker(
-            "the MQTT bridge is not available yet".to_owned(),
-        )),
-    }
+) -> Result<(ChildSpec<BusCommand>, Option<BridgeHandle>), NodeError> {
+    let url = match (&config.broker, embedded_url) {
+        (BrokerChoice::InProcess, _) => {
+            let child = ChildSpec::new(child_id("bus"), move || {
+                let config = LocalBusConfig::new(client.clone()).with_clock(clock.clone());
+                (LocalBus, config)
+            });
+            return Ok((child, None));
+        }
+        (BrokerChoice::External { url }, _) => url.clone(),
+        (BrokerChoice::Embedded { .. }, Some(url)) => url,
+        (BrokerChoice::Embedded { listen }, None) => {
+            return Err(NodeError::Broker(format!(
+                "cannot run the embedded broker on {listen}: this build of alicia has no \
+                 embedded broker (cargo feature `embedded-broker`); connect to an external \
+                 broker instead"
+            )));
+        }
+    };
+
+    let mut bridge_config = BridgeConfig::new(url, config.node_id.clone());
+    bridge_config.clock = clock;
+    let bridge = MqttBridge::default();
+    let handle = bridge.handle();
+    let child = ChildSpec::new(child_id("bus"), move || {
+        (bridge.clone(), bridge_config.clone())
+    });
+    Ok((child, Some(handle)))
+}
+
+/// Starts the embedded broker on `listen`; rumqttd's start-up blocks, so it runs off the async
+/// threads.
+#[cfg(feature = "embedded-broker")]
+async fn start_embedded_broker(listen: SocketAddr) -> Result<EmbeddedBroker, NodeError> {
+    let config = EmbeddedBrokerConfig::with_listen(listen);
+    tokio::task::spawn_blocking(move || EmbeddedBroker::start(config))
+        .await
+        .map_err(|error| {
+            NodeError::Broker(format!("starting the embedded broker failed: {error}"))
+        })?
+        .map_err(|error| NodeError::Broker(error.to_string()))
+}
+
+/// The URL the node's own bridge uses to reach a broker listening on `address`: an unspecified
+/// address (`0.0.0.0`, `::`) is reached on loopback.
+#[cfg(feature = "embedded-broker")]
+fn loopback_url(address: SocketAddr) -> BrokerUrl {
+    let host = match address.ip() {
+        ip if !ip.is_unspecified() => ip,
+        std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+    };
+    let url = format!("mqtt://{}", SocketAddr::new(host, address.port()));
+    BrokerUrl::parse(&url).expect("a socket address formats as a valid broker URL")
 }
 
 /// Adds the registry and its routes to the root supervisor and starts its event publisher.

@@ -1,0 +1,155 @@
+//! The bundled example node: the embedded MQTT broker (or an external one), the bridge, and every
+//! service, until Ctrl-C or SIGTERM.
+//!
+//! ```sh
+//! cargo run --example node
+//! cargo run --example node -- --broker mqtt://127.0.0.1:1883 --data-dir /tmp/alicia
+//! ```
+//!
+//! Log level: `RUST_LOG` (for example `RUST_LOG=debug`); the default is `info,rumqttd=warn`, which
+//! keeps the embedded broker's per-connection lines out.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use alicia::core::NodeId;
+use alicia::mqtt_bridge::BrokerUrl;
+use alicia::{BrokerChoice, Node, NodeConfig};
+use clap::Parser;
+
+/// Runs an Alicia node with the device registry and the health monitor.
+#[derive(Debug, Parser)]
+#[command(name = "node", version)]
+struct Args {
+    /// Connect to this broker (mqtt://HOST[:PORT] or mqtts://...) instead of running the
+    /// embedded one.
+    #[arg(long, value_name = "URL", conflicts_with = "listen")]
+    broker: Option<BrokerUrl>,
+
+    /// Address the embedded broker listens on [default: 127.0.0.1:1883].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+
+    /// Directory of the node's database [default: $XDG_DATA_HOME/alicia or ~/.local/share/alicia].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// TOML configuration file; the flags above override its values.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// The node's id, also its MQTT client id [default: alicia].
+    #[arg(long, value_name = "ID")]
+    node_id: Option<NodeId>,
+
+    /// Serve Prometheus metrics on this loopback address (for example 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let config = node_config(&args)?;
+
+    let mut builder = Node::builder(config.clone());
+    if let Some(address) = args.metrics {
+        builder = builder.metrics(address);
+    }
+    let node = builder.start().await.map_err(|error| error.to_string())?;
+
+    print_welcome(&node, &config);
+
+    wait_for_stop_signal().await?;
+    eprintln!("stopping...");
+    node.shutdown().await.map_err(|error| error.to_string())
+}
+
+/// Reads the configuration file, if any, then applies the flags on top of it.
+fn node_config(args: &Args) -> Result<NodeConfig, String> {
+    let mut config = match &args.config {
+        Some(path) => NodeConfig::load(path).map_err(|error| error.to_string())?,
+        None => NodeConfig::default(),
+    };
+
+    if let Some(node_id) = &args.node_id {
+        config.node_id = node_id.clone();
+    }
+    if let Some(data_dir) = &args.data_dir {
+        config.data_dir = data_dir.clone();
+    }
+    if let Some(url) = &args.broker {
+        config.broker = BrokerChoice::External { url: url.clone() };
+    }
+    if let Some(listen) = args.listen {
+        config.broker = BrokerChoice::Embedded { listen };
+    }
+    Ok(config)
+}
+
+fn print_welcome(node: &Node, config: &NodeConfig) {
+    let (host, port) = match node.broker_addr() {
+        Some(address) => (address.ip().to_string(), address.port()),
+        None => ("127.0.0.1".to_owned(), 1883),
+    };
+    let broker = match &config.broker {
+        BrokerChoice::Embedded { .. } => format!("embedded, listening on {host}:{port}"),
+        BrokerChoice::External { url } => format!("external, {url}"),
+        BrokerChoice::InProcess => "none (in-process bus only)".to_owned(),
+    };
+
+    println!();
+    println!("Alicia node \"{}\" is running.", node.id());
+    println!("  broker:    {broker}");
+    println!("  data dir:  {}", node.data_dir().display());
+    if let Some(address) = node.metrics_addr() {
+        println!("  metrics:   http://{address}/metrics");
+    }
+    println!();
+    println!("Watch the bus:");
+    println!("  mosquitto_sub -h {host} -p {port} -v -t 'alicia/#'");
+    println!();
+    println!("Register a device (the reply arrives on alicia/reply/script/1):");
+    println!(
+        "  mosquitto_pub -h {host} -p {port} -t alicia/registry/request/register -m \
+         '{{\"v\":1,\"id\":\"00000000000000000000000000000001\",\"timestamp_ms\":0,\"source\":\"script\",\
+         \"reply_to\":\"alicia/reply/script/1\",\"body\":{{\"id\":\"lamp-1\",\"type\":\"light\",\"name\":\"Kitchen lamp\"}}}}'"
+    );
+    println!();
+    println!("Stop with Ctrl-C.");
+}
+
+/// Waits for Ctrl-C or, on Unix, SIGTERM.
+async fn wait_for_stop_signal() -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())
+            .map_err(|error| format!("installing the SIGTERM handler failed: {error}"))?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.map_err(|error| format!("waiting for Ctrl-C failed: {error}")),
+            _ = terminate.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .map_err(|error| format!("waiting for Ctrl-C failed: {error}"))
+    }
+}

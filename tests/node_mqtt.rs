@@ -1,0 +1,114 @@
+//! A whole node on MQTT: the embedded broker and a private Mosquitto, with another MQTT client
+//! (a second bridge) sending requests the way any device or script would.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use alicia::actors::registry::Registration;
+use alicia::core::bus::Bus;
+use alicia::core::{Envelope, SourceId, TopicName};
+use alicia::mqtt_bridge::{BridgeConfig, BrokerUrl, MqttBridge};
+use alicia::{BrokerChoice, Node, NodeConfig};
+use alicia_testkit::Mosquitto;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn config(data_dir: &Path, broker: BrokerChoice) -> NodeConfig {
+    NodeConfig {
+        node_id: "hub".parse().unwrap(),
+        data_dir: data_dir.to_path_buf(),
+        broker,
+    }
+}
+
+/// Connects a second MQTT client, with its own client id, to `url`.
+async fn client(url: &BrokerUrl) -> Bus {
+    let config = BridgeConfig::new(url.clone(), "script".parse().unwrap());
+    let (bus, handle, _join) = MqttBridge::spawn(config).await.unwrap();
+    assert!(handle.wait_connected(WAIT).await, "the client connects");
+    bus
+}
+
+async fn register(bus: &Bus) -> Envelope<Registration> {
+    let spec = json!({"id": "lamp-1", "type": "light", "name": "Kitchen lamp"});
+    let request = Envelope::new(SourceId::new("script").unwrap(), spec, bus.clock().as_ref());
+    let topic = TopicName::new("alicia/registry/request/register").unwrap();
+    bus.request(&topic, request, WAIT).await.unwrap()
+}
+
+/// Reads the retained message of `topic` with `mosquitto_sub`.
+fn retained(port: u16, topic: &str) -> String {
+    let output = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", topic])
+        .args(["-C", "1", "-W", "10"])
+        .output()
+        .expect("mosquitto_sub runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[tokio::test]
+async fn embedded_broker_node_answers_mqtt_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = "127.0.0.1:0".parse().unwrap();
+    let node = Node::builder(config(dir.path(), BrokerChoice::Embedded { listen }))
+        .start()
+        .await
+        .unwrap();
+    let address = node
+        .broker_addr()
+        .expect("the node runs the embedded broker");
+    assert!(address.ip().is_loopback());
+    let url = BrokerUrl::parse(&format!("mqtt://{address}")).unwrap();
+
+    let reply = register(&client(&url).await).await;
+
+    assert_eq!(reply.body().record.id.as_str(), "lamp-1");
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn mosquitto_node_answers_and_leaves_offline() {
+    let broker = Mosquitto::start().unwrap();
+    let url = BrokerUrl::parse(&broker.url()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::builder(config(
+        dir.path(),
+        BrokerChoice::External { url: url.clone() },
+    ))
+    .start()
+    .await
+    .unwrap();
+    assert!(node.bridge().unwrap().wait_connected(WAIT).await);
+
+    let reply = register(&client(&url).await).await;
+    assert_eq!(reply.body().record.id.as_str(), "lamp-1");
+    let online = retained(broker.port(), "alicia/nodes/hub/presence");
+    assert!(online.contains("\"body\":\"online\""), "{online}");
+
+    node.shutdown().await.unwrap();
+
+    let offline = retained(broker.port(), "alicia/nodes/hub/presence");
+    assert!(offline.contains("\"body\":\"offline\""), "{offline}");
+    let status = retained(broker.port(), "alicia/devices/status/lamp-1");
+    assert!(status.contains("\"device_id\":\"lamp-1\""), "{status}");
+}
+
+#[tokio::test]
+async fn embedded_broker_address_in_use_names_fixes() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let error = Node::builder(config(dir.path(), BrokerChoice::Embedded { listen }))
+        .start()
+        .await
+        .unwrap_err()
+        .to_string();
+
+    assert!(error.contains("already in use"), "{error}");
+    assert!(error.contains("--broker mqtt://"), "{error}");
+    assert!(error.contains("--listen"), "{error}");
+}
