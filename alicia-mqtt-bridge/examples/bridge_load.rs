@@ -323,7 +323,9 @@ async fn bridge_throughput(port: u16, qos: QoS, payload: &[u8]) -> Result<Throug
             qos as u8, stats.messages_in, stats.route_overflow
         );
     }
-    bus.actor().stop(None);
+    if let Some(actor) = bus.actor() {
+        actor.stop(None);
+    }
     counter.stop(None);
     Ok(Throughput {
         received: count.load(Ordering::Relaxed),
@@ -445,8 +447,12 @@ async fn bridge_round_trips(port: u16) -> Result<Vec<Duration>, Error> {
         times.push(started.elapsed());
     }
 
-    requester.actor().stop(None);
-    responder.actor().stop(None);
+    if let Some(actor) = requester.actor() {
+        actor.stop(None);
+    }
+    if let Some(actor) = responder.actor() {
+        actor.stop(None);
+    }
     echo.stop(None);
     Ok(times)
 }
