@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use alicia_core::IdError;
 use alicia_core::manifest::RESERVED_IDS;
 use alicia_core::{DeviceId, Timestamp};
 
@@ -229,9 +230,22 @@ fn check_device_id(checker: &mut Checker, value: &str) -> Option<DeviceId> {
             }
         }
         Err(error) => {
+            // The fix below states the id rule, so the problem names only what is wrong.
+            let problem = match error {
+                IdError::Empty { .. } => "the id is empty".to_owned(),
+                IdError::TooLong { len, .. } => format!("{} is {len} bytes long", shown(value)),
+                IdError::InvalidCharacter {
+                    character,
+                    position,
+                    ..
+                } => format!(
+                    "{} contains {character:?} at position {position}, which is not allowed",
+                    shown(value)
+                ),
+            };
             checker.reject(
                 "id",
-                error.to_string(),
+                problem,
                 "use 1 to 64 ASCII letters, digits, '-', '_' and '.'",
             );
             None
