@@ -54,7 +54,7 @@ const PUBLISHER_DRAIN: Duration = Duration::from_secs(2);
 /// Default time between the heartbeats the node publishes for each of its services.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Why a node could not start or stop cleanly.
+/// A failure to start or stop a node.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     /// The store could not be opened.
@@ -117,7 +117,8 @@ pub struct Node {
     heartbeats: Option<SupervisorHeartbeats>,
     /// Counters and connection state of the MQTT bridge, when the node uses one.
     bridge: Option<BridgeHandle>,
-    /// The embedded broker, stopped after everything else so the bridge can say goodbye.
+    /// The embedded broker, stopped after everything else so the bridge can publish its offline
+    /// presence first.
     #[cfg(feature = "embedded-broker")]
     broker: Option<EmbeddedBroker>,
     /// Tasks that publish service events on the bus; they end when their services stop.
@@ -137,47 +138,48 @@ impl Node {
         }
     }
 
-    /// The node's id.
+    /// Returns the node's id.
     pub fn id(&self) -> &NodeId {
         &self.id
     }
 
-    /// The directory of the node's database.
+    /// Returns the directory of the node's database.
     pub fn data_dir(&self) -> &PathBuf {
         &self.data_dir
     }
 
-    /// The node's store.
+    /// Returns the node's store.
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// Set when the database file was corrupt at start and was replaced by an empty one.
+    /// Returns the recovery report when the database file was corrupt at start and was replaced
+    /// by an empty one.
     pub fn recovery(&self) -> Option<&Recovery> {
         self.recovery.as_ref()
     }
 
-    /// The node's bus client.
+    /// Returns the node's bus client.
     pub fn bus(&self) -> &Bus {
         &self.bus
     }
 
-    /// The device registry, unless it was turned off.
+    /// Returns the device registry, unless it was turned off.
     pub fn registry(&self) -> Option<&RegistryClient> {
         self.registry.as_ref()
     }
 
-    /// The health monitor, unless it was turned off.
+    /// Returns the health monitor, unless it was turned off.
     pub fn health(&self) -> Option<&HealthClient> {
         self.health.as_ref()
     }
 
-    /// The address of the metrics endpoint, when it was turned on.
+    /// Returns the address of the metrics endpoint, when it was turned on.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(MetricsServer::address)
     }
 
-    /// The address the embedded broker listens on, when the node runs one.
+    /// Returns the address the embedded broker listens on, when the node runs one.
     pub fn broker_addr(&self) -> Option<SocketAddr> {
         #[cfg(feature = "embedded-broker")]
         {
@@ -189,12 +191,12 @@ impl Node {
         }
     }
 
-    /// The MQTT bridge's counters and connection state, when the node uses MQTT.
+    /// Returns the MQTT bridge's counters and connection state, when the node uses MQTT.
     pub fn bridge(&self) -> Option<&BridgeHandle> {
         self.bridge.as_ref()
     }
 
-    /// The root supervisor, for snapshots of the supervision tree.
+    /// Returns the root supervisor, for snapshots of the supervision tree.
     pub fn supervisor(&self) -> &Supervisor {
         &self.supervisor
     }
@@ -399,8 +401,8 @@ impl NodeBuilder {
     }
 }
 
-/// The bus child: the in-process bus, or the MQTT bridge to the chosen broker. `embedded_url`
-/// is where the embedded broker listens, when the node runs one.
+/// Builds the bus child: the in-process bus, or the MQTT bridge to the chosen broker.
+/// `embedded_url` is where the embedded broker listens, when the node runs one.
 fn bus_child(
     config: &NodeConfig,
     embedded_url: Option<BrokerUrl>,
@@ -449,8 +451,8 @@ async fn start_embedded_broker(listen: SocketAddr) -> Result<EmbeddedBroker, Nod
         .map_err(|error| NodeError::Broker(error.to_string()))
 }
 
-/// The URL the node's own bridge uses to reach a broker listening on `address`: an unspecified
-/// address (`0.0.0.0`, `::`) is reached on loopback.
+/// Returns the URL the node's own bridge uses to reach a broker listening on `address`. An
+/// unspecified address (`0.0.0.0`, `::`) is reached on loopback.
 #[cfg(feature = "embedded-broker")]
 fn loopback_url(address: SocketAddr) -> BrokerUrl {
     let host = match address.ip() {

@@ -98,8 +98,8 @@ async fn mosquitto_node_answers_and_leaves_offline() {
 
 #[tokio::test]
 async fn embedded_broker_address_in_use_names_fixes() {
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let listen = taken.local_addr().unwrap();
+    let occupant = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = occupant.local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
 
     let error = Node::builder(config(dir.path(), BrokerChoice::Embedded { listen }))

@@ -44,7 +44,7 @@ at all (malformed JSON, a wrong `v`, a missing field) gets an `invalid_request` 
 
 ";
 
-/// The registry operations documented, each with an example request body.
+/// Lists the registry operations to document, each with an example request body.
 fn registry_examples() -> Vec<(&'static str, &'static str, Value)> {
     vec![
         (
@@ -106,7 +106,7 @@ fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).expect("a JSON value serializes")
 }
 
-/// The request envelope a script would publish, with a fixed id and reply topic.
+/// Builds the request envelope a script would publish, with a fixed id and reply topic.
 fn request_envelope(body: &Value, clock: &ManualClock, number: u128) -> Value {
     let envelope = Envelope::new(SourceId::new("script").unwrap(), body.clone(), clock)
         .with_message_id(MessageId::from_u128(number))
