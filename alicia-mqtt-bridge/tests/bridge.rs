@@ -299,6 +299,12 @@ fn presence_topic(node: &str) -> String {
 async fn presence_online_then_offline_on_stop() {
     let broker = mosquitto();
     let (bus, _handle) = start_connected(config(&broker.url(), "node-p")).await;
+    // The bridge counts as connected once the broker accepts it, which can be before its
+    // presence publish arrives. A first observer waits for that publish, live or retained;
+    // only a subscriber that comes after it can check the retained copy.
+    let mut first =
+        Observer::connect(broker.port(), "observer-p1", &presence_topic("node-p")).await;
+    first.wait_for_body("online").await;
     let mut observer =
         Observer::connect(broker.port(), "observer-p", &presence_topic("node-p")).await;
 
