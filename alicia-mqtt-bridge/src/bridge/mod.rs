@@ -404,9 +404,7 @@ fn mqtt_options(
             credentials.expose_password().to_owned(),
         );
     }
-    if let Some(files) = &config.tls
-        && config.broker.transport() == crate::url::Transport::Tls
-    {
+    if let Some(files) = &config.tls {
         let tls = tls::client_config(files)?;
         options.set_transport(rumqttc::Transport::tls_with_config(
             rumqttc::TlsConfiguration::Rustls(tls),
