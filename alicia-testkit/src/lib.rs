@@ -4,6 +4,9 @@
 //! `alicia-testkit/mosquitto/test.conf`, listening on a free port on 127.0.0.1 only, and stops it
 //! when the handle is dropped. Tests therefore never depend on how the machine's own broker (if
 //! any) is set up. `scripts/install-test-deps.sh` installs Mosquitto on Debian-based machines.
+//!
+//! For TLS tests, [`TestPki`] generates a CA with a server and a client certificate, and
+//! [`Mosquitto::start_tls`] runs a broker whose listener serves that server certificate.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -12,8 +15,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod pki;
+
+pub use pki::{PkiError, SERVER_NAMES, TestPki};
+
 /// The test broker configuration shipped in the repository.
 pub const CONFIG_TEMPLATE: &str = include_str!("../mosquitto/test.conf");
+
+/// The TLS options of a test broker's listener, with `@NAME@` placeholders that
+/// [`Mosquitto::start_tls`] fills in.
+pub const TLS_CONFIG_TEMPLATE: &str = include_str!("../mosquitto/tls.conf");
 
 /// Environment variable naming the `mosquitto` binary to run, overriding the search.
 pub const MOSQUITTO_BIN_ENV: &str = "ALICIA_MOSQUITTO";
@@ -67,11 +78,21 @@ pub enum BrokerError {
     },
 }
 
+/// Whether a TLS test broker requires a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// The broker requests no client certificate.
+    None,
+    /// The broker rejects clients without a certificate signed by the test CA (mutual TLS).
+    Required,
+}
+
 /// A running private Mosquitto broker, stopped when dropped.
 #[derive(Debug)]
 pub struct Mosquitto {
     child: Child,
     port: u16,
+    tls: bool,
     dir: tempfile::TempDir,
 }
 
@@ -84,6 +105,29 @@ impl Mosquitto {
     /// Starts a broker with `config` (without a `listener` line; one is appended for a free
     /// loopback port).
     pub fn start_with(config: &str) -> Result<Self, BrokerError> {
+        Self::start_listener(config, "")
+    }
+
+    /// Starts a broker with the repository's test configuration and a TLS listener on a free port
+    /// of 127.0.0.1 that serves `pki`'s server certificate and trusts `pki`'s CA.
+    pub fn start_tls(pki: &TestPki, client_auth: ClientAuth) -> Result<Self, BrokerError> {
+        let require_certificate = match client_auth {
+            ClientAuth::None => "false",
+            ClientAuth::Required => "true",
+        };
+        let listener_options = TLS_CONFIG_TEMPLATE
+            .replace("@CA_FILE@", &pki.ca_file().to_string_lossy())
+            .replace("@CERT_FILE@", &pki.server_cert_file().to_string_lossy())
+            .replace("@KEY_FILE@", &pki.server_key_file().to_string_lossy())
+            .replace("@REQUIRE_CERTIFICATE@", require_certificate);
+        let mut broker = Self::start_listener(CONFIG_TEMPLATE, &listener_options)?;
+        broker.tls = true;
+        Ok(broker)
+    }
+
+    /// Starts a broker with `config`, then a `listener` line for a free loopback port, then
+    /// `listener_options`, which apply to that listener.
+    fn start_listener(config: &str, listener_options: &str) -> Result<Self, BrokerError> {
         let binary = find_mosquitto().ok_or(BrokerError::NotInstalled)?;
         let dir = tempfile::Builder::new()
             .prefix("alicia-mosquitto-")
@@ -99,9 +143,14 @@ impl Mosquitto {
             let port = free_loopback_port(dir.path())?;
             last_port = port;
 
-            let mut child = spawn(&binary, dir.path(), config, port)?;
+            let mut child = spawn(&binary, dir.path(), config, listener_options, port)?;
             if wait_until_ready(&mut child, port) {
-                return Ok(Self { child, port, dir });
+                return Ok(Self {
+                    child,
+                    port,
+                    tls: false,
+                    dir,
+                });
             }
 
             let _ = child.kill();
@@ -130,9 +179,14 @@ impl Mosquitto {
                 source,
             })?;
 
-        let mut child = spawn(&binary, dir.path(), CONFIG_TEMPLATE, port)?;
+        let mut child = spawn(&binary, dir.path(), CONFIG_TEMPLATE, "", port)?;
         if wait_until_ready(&mut child, port) {
-            return Ok(Self { child, port, dir });
+            return Ok(Self {
+                child,
+                port,
+                tls: false,
+                dir,
+            });
         }
         let _ = child.kill();
         let _ = child.wait();
@@ -153,9 +207,11 @@ impl Mosquitto {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
     }
 
-    /// The broker URL in the form Alicia's bridge takes (`mqtt://127.0.0.1:PORT`).
+    /// The broker URL in the form Alicia's bridge takes: `mqtt://127.0.0.1:PORT`, or
+    /// `mqtts://127.0.0.1:PORT` for a broker from [`start_tls`](Self::start_tls).
     pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The configuration file the broker was started with.
@@ -216,9 +272,15 @@ fn free_loopback_port(dir: &Path) -> Result<u16, BrokerError> {
     Ok(port)
 }
 
-fn spawn(binary: &Path, dir: &Path, config: &str, port: u16) -> Result<Child, BrokerError> {
+fn spawn(
+    binary: &Path,
+    dir: &Path,
+    config: &str,
+    listener_options: &str,
+    port: u16,
+) -> Result<Child, BrokerError> {
     let config_path = dir.join("mosquitto.conf");
-    let full_config = format!("{config}\nlistener {port} 127.0.0.1\n");
+    let full_config = format!("{config}\nlistener {port} 127.0.0.1\n{listener_options}");
     fs::write(&config_path, full_config).map_err(|source| BrokerError::Prepare {
         path: config_path.clone(),
         source,

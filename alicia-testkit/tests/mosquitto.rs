@@ -4,7 +4,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use alicia_testkit::{Mosquitto, find_mosquitto};
+use alicia_testkit::{ClientAuth, Mosquitto, TestPki, find_mosquitto};
 
 /// Runs a Mosquitto command-line client next to the broker binary or on `PATH`.
 fn client(name: &str) -> Command {
@@ -75,4 +75,62 @@ fn broker_stops_when_dropped() {
     drop(broker);
 
     assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
+}
+
+/// Publishes one message with `mosquitto_pub` over TLS, trusting `ca_file`, and returns its
+/// output. With `client_cert` set it also presents that PKI's client certificate and key.
+fn publish_tls(
+    broker: &Mosquitto,
+    ca_file: &std::path::Path,
+    client_cert: Option<&TestPki>,
+) -> std::process::Output {
+    let mut command = client("mosquitto_pub");
+    command
+        .args(["-h", "127.0.0.1", "-p", &broker.port().to_string()])
+        .arg("--cafile")
+        .arg(ca_file)
+        .args(["-t", "alicia/test/tls", "-m", "hello", "-q", "1"]);
+    if let Some(pki) = client_cert {
+        command
+            .arg("--cert")
+            .arg(pki.client_cert_file())
+            .arg("--key")
+            .arg(pki.client_key_file());
+    }
+    command.output().expect("mosquitto_pub runs")
+}
+
+#[test]
+fn tls_broker_serves_test_certificate() {
+    let pki = TestPki::generate().expect("test certificates generate");
+    let broker = Mosquitto::start_tls(&pki, ClientAuth::None).expect("TLS mosquitto starts");
+    assert!(
+        broker.url().starts_with("mqtts://127.0.0.1:"),
+        "{}",
+        broker.url()
+    );
+
+    let trusted = publish_tls(&broker, &pki.ca_file(), None);
+    assert!(trusted.status.success(), "{trusted:?}\n{}", broker.log());
+
+    let other = TestPki::generate().expect("second test certificates generate");
+    let untrusted = publish_tls(&broker, &other.ca_file(), None);
+    assert!(!untrusted.status.success(), "a foreign CA was accepted");
+}
+
+#[test]
+fn tls_broker_requires_client_certificate() {
+    let pki = TestPki::generate().expect("test certificates generate");
+    let broker = Mosquitto::start_tls(&pki, ClientAuth::Required).expect("TLS mosquitto starts");
+    let config = std::fs::read_to_string(broker.config_path()).expect("config readable");
+    assert!(config.contains("require_certificate true"), "{config}");
+
+    let without = publish_tls(&broker, &pki.ca_file(), None);
+    assert!(
+        !without.status.success(),
+        "a client without a certificate was accepted"
+    );
+
+    let with = publish_tls(&broker, &pki.ca_file(), Some(&pki));
+    assert!(with.status.success(), "{with:?}\n{}", broker.log());
 }

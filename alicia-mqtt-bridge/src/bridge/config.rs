@@ -29,7 +29,8 @@ pub struct BridgeConfig {
     pub keepalive: Duration,
     /// User name and password, if the broker requires them.
     pub credentials: Option<Credentials>,
-    /// CA and client certificate files for `mqtts://` URLs.
+    /// CA and client certificate files. Required with an `mqtts://` URL and rejected with an
+    /// `mqtt://` URL.
     pub tls: Option<TlsFiles>,
     /// The maximum payload size in bytes that reaches a route's decoder. A larger inbound payload
     /// is dropped at the edge and counted; a larger outbound payload is rejected.
@@ -159,11 +160,23 @@ impl BridgeConfig {
                 ),
             );
         }
-        if self.broker.transport() == crate::url::Transport::Tls && self.tls.is_none() {
+        let uses_tls = self.broker.transport() == crate::url::Transport::Tls;
+        if uses_tls && self.tls.is_none() {
             return invalid(
                 "tls",
                 format!(
                     "broker URL {} uses mqtts:// but no CA file is configured; set tls.ca_file",
+                    self.broker
+                ),
+            );
+        }
+        // Connecting in plain text while TLS files are set would send the credentials and every
+        // message unencrypted to a broker the operator meant to verify.
+        if !uses_tls && self.tls.is_some() {
+            return invalid(
+                "tls",
+                format!(
+                    "TLS files are set but broker URL {} uses plain mqtt://, which would ignore them; use mqtts:// or remove the tls setting",
                     self.broker
                 ),
             );

@@ -65,13 +65,23 @@ pub(crate) async fn run(
             Err(error) => {
                 io.disconnected(&mut eventloop, &error);
                 let delay = backoff.delay(io.failures, rand::random::<f64>());
-                tracing::warn!(
-                    client = %io.shared.client,
-                    attempt = io.failures,
-                    delay_ms = delay.as_millis() as u64,
-                    %error,
-                    "broker connection failed; retrying after the backoff delay"
-                );
+                if matches!(error, ConnectionError::Tls(_)) {
+                    tracing::warn!(
+                        client = %io.shared.client,
+                        attempt = io.failures,
+                        delay_ms = delay.as_millis() as u64,
+                        %error,
+                        "TLS handshake with the broker failed; check that tls.ca_file contains the CA that signed the broker's certificate and that the certificate names the broker URL's host; retrying after the backoff delay"
+                    );
+                } else {
+                    tracing::warn!(
+                        client = %io.shared.client,
+                        attempt = io.failures,
+                        delay_ms = delay.as_millis() as u64,
+                        %error,
+                        "broker connection failed; retrying after the backoff delay"
+                    );
+                }
                 tokio::select! {
                     biased;
                     _ = stop.wait_for(|stopped| *stopped) => break,

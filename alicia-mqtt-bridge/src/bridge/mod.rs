@@ -183,22 +183,39 @@ impl MqttBridge {
     /// retrying with backoff, and keeps published messages in its outbox meanwhile. To supervise
     /// it, spawn an [`MqttBridge`] with ractor's `spawn_linked` and call [`Bus::connect`] on its
     /// `ActorRef`.
+    ///
+    /// Invalid settings and unreadable TLS files fail here, with their own [`BridgeError`]
+    /// variant.
     pub async fn spawn(
         config: BridgeConfig,
     ) -> Result<(Bus, BridgeHandle, JoinHandle<()>), BridgeError> {
         let (bridge, handle) = Self::new();
-        let (actor, join) =
-            Actor::spawn(None, bridge, config)
-                .await
-                .map_err(|error| BridgeError::Spawn {
-                    reason: error.to_string(),
-                })?;
+        let (actor, join) = Actor::spawn(None, bridge, config)
+            .await
+            .map_err(startup_error)?;
         let bus = Bus::connect(actor)
             .await
             .map_err(|error| BridgeError::Spawn {
                 reason: error.to_string(),
             })?;
         Ok((bus, handle, join))
+    }
+}
+
+/// Returns the bridge's own error when `pre_start` failed with one, such as an invalid setting or
+/// an unreadable TLS file, so that callers can match on it. ractor would otherwise report it as a
+/// panic during startup.
+fn startup_error(error: ractor::SpawnErr) -> BridgeError {
+    match error {
+        ractor::SpawnErr::StartupFailed(inner) => match inner.downcast::<BridgeError>() {
+            Ok(bridge_error) => *bridge_error,
+            Err(inner) => BridgeError::Spawn {
+                reason: inner.to_string(),
+            },
+        },
+        other => BridgeError::Spawn {
+            reason: other.to_string(),
+        },
     }
 }
 
@@ -387,9 +404,7 @@ fn mqtt_options(
             credentials.expose_password().to_owned(),
         );
     }
-    if let Some(files) = &config.tls
-        && config.broker.transport() == crate::url::Transport::Tls
-    {
+    if let Some(files) = &config.tls {
         let tls = tls::client_config(files)?;
         options.set_transport(rumqttc::Transport::tls_with_config(
             rumqttc::TlsConfiguration::Rustls(tls),

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 
@@ -35,10 +35,17 @@ pub(crate) fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, Bridg
         Some(client) => {
             let chain = read_certs("client certificate", &client.cert_file)?;
             let key = PrivateKeyDer::from_pem_file(&client.key_file).map_err(|error| {
+                let reason = match error {
+                    pem::Error::NoItemsFound => {
+                        "it contains no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block"
+                            .to_owned()
+                    }
+                    other => other.to_string(),
+                };
                 BridgeError::TlsFile {
                     role: "client key",
                     path: client.key_file.clone(),
-                    reason: error.to_string(),
+                    reason,
                 }
             })?;
             builder
