@@ -340,6 +340,7 @@ fn start(config: BridgeConfig) -> Result<BridgeState, BridgeError> {
         retained: std::sync::Mutex::new(BTreeMap::new()),
         resend: std::sync::Mutex::new(Vec::new()),
         subscribes_unsent: std::sync::Mutex::new(VecDeque::new()),
+        awaiting_replay: std::sync::Mutex::new(Vec::new()),
         subscribes_sent: std::sync::Mutex::new(HashMap::new()),
         control,
         connection,

@@ -77,6 +77,9 @@ pub(crate) struct Shared {
     pub subscribes_unsent: Mutex<VecDeque<Option<oneshot::Sender<()>>>>,
     /// Subscribes sent and waiting for their SUBACK, by packet id.
     pub subscribes_sent: Mutex<HashMap<u16, oneshot::Sender<()>>>,
+    /// Subscribes that arrived after the I/O task connected but before the writer replayed the
+    /// session. The replay subscribes their routes too, and they complete with its SUBACK.
+    pub awaiting_replay: Mutex<Vec<oneshot::Sender<()>>>,
     pub control: mpsc::UnboundedSender<Control>,
     pub connection: watch::Sender<Connection>,
 }

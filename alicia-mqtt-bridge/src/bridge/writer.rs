@@ -7,7 +7,7 @@ use alicia_core::bus::OutboundMessage;
 use alicia_core::manifest::QoS;
 use alicia_core::topic::TopicFilter;
 use rumqttc::{AsyncClient, SubscribeFilter};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::shared::{Connection, Control, Shared, lock};
 use super::stats::Counters;
@@ -89,7 +89,24 @@ impl Writer {
         let subscribe = filters
             .into_iter()
             .map(|filter| SubscribeFilter::new(filter.into_string(), rumqttc::QoS::AtLeastOnce));
-        lock(&self.shared.subscribes_unsent).push_back(None);
+        // Subscribes that waited for this replay complete with its SUBACK, which the broker
+        // sends after it has added every filter of the SUBSCRIBE.
+        let waiting = std::mem::take(&mut *lock(&self.shared.awaiting_replay));
+        let acknowledged = if waiting.is_empty() {
+            None
+        } else {
+            let (acknowledged, subscribed) = oneshot::channel();
+            tokio::spawn(async move {
+                // A lost connection drops the sender; the waiting subscribes complete anyway, as
+                // they do without a connection, and their routes are subscribed on reconnect.
+                let _ = subscribed.await;
+                for done in waiting {
+                    let _ = done.send(());
+                }
+            });
+            Some(acknowledged)
+        };
+        lock(&self.shared.subscribes_unsent).push_back(acknowledged);
         if let Err(error) = self.client.subscribe_many(subscribe).await {
             tracing::warn!(client = %self.shared.client, %error, "resubscribing failed");
         }
@@ -132,7 +149,15 @@ impl Writer {
         match instruction {
             Control::Subscribe { filter, done } => {
                 if !connected {
-                    let _ = done.send(());
+                    if self.shared.is_connected() {
+                        // The I/O task has a connection this loop has not replayed yet. The
+                        // replay subscribes every route, this one included, so the subscribe
+                        // completes with the replay's SUBACK rather than before the broker
+                        // knows the filter.
+                        lock(&self.shared.awaiting_replay).push(done);
+                    } else {
+                        let _ = done.send(());
+                    }
                     return false;
                 }
                 lock(&self.shared.subscribes_unsent).push_back(Some(done));
