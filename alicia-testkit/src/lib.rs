@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 /// The test broker configuration shipped in the repository.
 pub const CONFIG_TEMPLATE: &str = include_str!("../mosquitto/test.conf");
 
+/// The test configuration with Mosquitto's default queue limits (`max_queued_messages` 1000,
+/// `max_inflight_messages` 20), for showing what a stock broker does to a burst.
+pub const DEFAULT_QUEUE_CONFIG: &str = include_str!("../mosquitto/default-queue.conf");
+
 /// Environment variable naming the `mosquitto` binary to run, overriding the search.
 pub const MOSQUITTO_BIN_ENV: &str = "ALICIA_MOSQUITTO";
 
