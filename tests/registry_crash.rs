@@ -33,7 +33,7 @@ use serde_json::json;
 /// Rounds when `ALICIA_CRASH_ROUNDS` is not set.
 const DEFAULT_ROUNDS: usize = 20;
 
-/// Maximum registrations sent in one round; the kill usually comes first.
+/// Maximum registrations sent in one round. The kill usually comes first.
 const MAX_REGISTRATIONS_PER_ROUND: usize = 3_000;
 
 /// Registration requests the test keeps in flight at once.
@@ -54,8 +54,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a SIGTERM-ed node may take to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Page size of the verification queries; 200 device views stay well under the bridge's
-/// 256 KiB maximum payload.
+/// Page size of the verification queries. A page of 200 device views stays well under the
+/// bridge's 256 KiB maximum payload.
 const QUERY_PAGE: usize = 200;
 
 const REGISTER_TOPIC: &str = "alicia/registry/request/register";
