@@ -48,6 +48,12 @@ const REGISTRY_MAX_IN_FLIGHT: usize = 256;
 /// Registry events that may wait for the bus before the registry itself waits.
 const REGISTRY_EVENT_QUEUE: usize = 4_096;
 
+/// Messages that may wait for one route's decoder in the node's bridge. The bridge's I/O task
+/// drops a message whose route queue is full, and a 10,000-registration burst outruns the
+/// registration route's decoder by more than the bridge's default of 1024. Tokio allocates a
+/// bounded channel's buffer as messages arrive, so an idle route costs nothing for this bound.
+const NODE_ROUTE_QUEUE: usize = 65_536;
+
 /// How long shutdown waits for the event publishers to send their last events.
 const PUBLISHER_DRAIN: Duration = Duration::from_secs(2);
 
@@ -430,6 +436,7 @@ fn bus_child(
 
     let mut bridge_config = BridgeConfig::new(url, config.node_id.clone());
     bridge_config.clock = clock;
+    bridge_config.route_queue = NODE_ROUTE_QUEUE;
     let bridge = MqttBridge::default();
     let handle = bridge.handle();
     let child = ChildSpec::new(child_id("bus"), move || {

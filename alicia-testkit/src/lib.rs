@@ -26,6 +26,10 @@ pub const CONFIG_TEMPLATE: &str = include_str!("../mosquitto/test.conf");
 /// [`Mosquitto::start_tls`] fills in.
 pub const TLS_CONFIG_TEMPLATE: &str = include_str!("../mosquitto/tls.conf");
 
+/// The test configuration with Mosquitto's default queue limits (`max_queued_messages` 1000,
+/// `max_inflight_messages` 20), for showing what a stock broker does to a burst.
+pub const DEFAULT_QUEUE_CONFIG: &str = include_str!("../mosquitto/default-queue.conf");
+
 /// Environment variable naming the `mosquitto` binary to run, overriding the search.
 pub const MOSQUITTO_BIN_ENV: &str = "ALICIA_MOSQUITTO";
 

@@ -81,6 +81,8 @@ pub struct RegistryStats {
     pub groups: usize,
     /// Registrations, updates and deregistrations rejected for bad input, conflicts or limits.
     pub rejected_requests: u64,
+    /// Heartbeats from registered devices, through MQTT and the typed API.
+    pub heartbeats: u64,
     /// Heartbeats from devices that are not registered.
     pub rejected_heartbeats: u64,
     /// Durable commits of registration batches.
@@ -858,6 +860,7 @@ impl RegistryState {
             return Err(error);
         };
 
+        self.stats.heartbeats += 1;
         let changed = live.heartbeat(now, monotonic);
         let availability = live.availability;
         let status = live.status(id);

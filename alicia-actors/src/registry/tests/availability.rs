@@ -44,6 +44,7 @@ async fn repeated_heartbeat_sends_no_event() {
     registry.client.heartbeat(&id("lamp-1")).await.unwrap();
 
     assert!(registry.drain().is_empty());
+    assert_eq!(registry.client.stats().await.unwrap().heartbeats, 2);
     registry.stop().await;
 }
 
@@ -59,10 +60,9 @@ async fn heartbeat_from_unregistered_is_rejected() {
         matches!(error, RegistryError::DeviceNotFound { .. }),
         "{error}"
     );
-    assert_eq!(
-        registry.client.stats().await.unwrap().rejected_heartbeats,
-        1
-    );
+    let stats = registry.client.stats().await.unwrap();
+    assert_eq!(stats.rejected_heartbeats, 1);
+    assert_eq!(stats.heartbeats, 0);
     registry.stop().await;
 }
 

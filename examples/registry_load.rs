@@ -1,0 +1,304 @@
+//! Load program: durable registrations per second through a node over MQTT, against a bare redb
+//! insert of the same records in the same run.
+//!
+//! ```text
+//! cargo run --release --example registry_load -- --devices 100000
+//! ```
+//!
+//! It runs on two brokers, both on 127.0.0.1: the embedded rumqttd, then a private Mosquitto with
+//! its default queue limits from `alicia-testkit`. On each it starts a node with a fresh database,
+//! and a second MQTT client sends registration requests, `--in-flight` of them at a time. A
+//! registration counts when its reply arrives, which the registry sends only after the durable
+//! commit. The bare side inserts the same postcard-encoded records into one redb table in durable
+//! transactions of `--batch` records. The run stops after the device count or `--timeout`,
+//! whichever comes first.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use alicia::actors::registry::validate_spec;
+use alicia::actors::registry::{Capability, DeviceSpec, Property, Registration, ValueType};
+use alicia::core::bus::Bus;
+use alicia::core::{Envelope, SourceId, Timestamp, TopicName};
+use alicia::mqtt_bridge::{BridgeConfig, BrokerUrl, MqttBridge};
+use alicia::{BrokerChoice, Node, NodeConfig};
+use clap::Parser;
+
+/// Registrations per second that the system Alicia replaces persisted.
+const REPLACED_SYSTEM_RATE: f64 = 1_000.0;
+
+/// Ratio to the replaced system's rate that Alicia aims for.
+const TARGET_RATIO: f64 = 30.0;
+
+const REGISTER_TOPIC: &str = "alicia/registry/request/register";
+
+/// Measures durable registration throughput through a node over MQTT.
+#[derive(Debug, Parser)]
+#[command(name = "registry_load")]
+struct Args {
+    /// Registrations per broker run (the registry's default limit is 100000 devices).
+    #[arg(long, default_value_t = 100_000)]
+    devices: usize,
+
+    /// Registration requests outstanding at a time.
+    #[arg(long, default_value_t = 256)]
+    in_flight: usize,
+
+    /// Records per durable transaction on the bare redb side.
+    #[arg(long, default_value_t = 1024)]
+    batch: usize,
+
+    /// Upper bound of each run, in seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+
+    /// Time one request may wait for its reply, in seconds.
+    #[arg(long, default_value_t = 10)]
+    request_timeout: u64,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.devices == 0 || args.in_flight == 0 || args.batch == 0 {
+        eprintln!("error: --devices, --in-flight and --batch must be at least 1");
+        return ExitCode::FAILURE;
+    }
+    match run(&args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &Args) -> Result<(), String> {
+    println!(
+        "{} registrations per run, {} in flight, bare redb batches of {}",
+        args.devices, args.in_flight, args.batch
+    );
+
+    let bare = bare_redb(args)?;
+    print_rate("bare redb insert", &bare, None);
+
+    let embedded = through_node(args, NodeBroker::Embedded).await?;
+    print_rate("node, embedded broker", &embedded, Some(&bare));
+
+    let mosquitto = alicia_testkit::Mosquitto::start_with(alicia_testkit::DEFAULT_QUEUE_CONFIG)
+        .map_err(|error| format!("starting Mosquitto failed: {error}"))?;
+    let url = BrokerUrl::parse(&mosquitto.url()).map_err(|error| error.to_string())?;
+    let external = through_node(args, NodeBroker::External(url)).await?;
+    print_rate("node, Mosquitto (default queue)", &external, Some(&bare));
+    Ok(())
+}
+
+enum NodeBroker {
+    Embedded,
+    External(BrokerUrl),
+}
+
+/// The outcome of one run.
+struct Run {
+    count: usize,
+    elapsed: Duration,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.count as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn print_rate(label: &str, run: &Run, bare: Option<&Run>) {
+    let rate = run.rate();
+    let mut line = format!(
+        "{label:<34} {:>7} in {:>8.3} s = {:>9.0}/s, {:>6.1}x the replaced system (target {TARGET_RATIO}x)",
+        run.count,
+        run.elapsed.as_secs_f64(),
+        rate,
+        rate / REPLACED_SYSTEM_RATE
+    );
+    if let Some(bare) = bare {
+        line.push_str(&format!(", {:.2} of bare redb", rate / bare.rate()));
+    }
+    println!("{line}");
+}
+
+/// Builds the spec of device number `index`, a dimmable lamp.
+fn spec(index: usize) -> DeviceSpec {
+    let mut spec = DeviceSpec::new(format!("lamp-{index:06}"), "light", format!("Lamp {index}"));
+    spec.location = Some("Kitchen".into());
+    spec.capabilities = vec![
+        Capability::new("on_off").with_property(Property::new("on", ValueType::Boolean).writable()),
+        Capability::new("brightness").with_property(
+            Property::new("level", ValueType::Integer)
+                .with_unit("%")
+                .with_range(0.0, 100.0, Some(1.0))
+                .writable(),
+        ),
+    ];
+    spec
+}
+
+const BARE_TABLE: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("devices");
+
+/// Inserts the records into a fresh redb file in durable transactions of `args.batch` records.
+fn bare_redb(args: &Args) -> Result<Run, String> {
+    let dir = tempfile::tempdir()
+        .map_err(|error| format!("creating a temporary directory failed: {error}"))?;
+    let path = dir.path().join("bare.redb");
+    let database = redb::Database::create(&path)
+        .map_err(|error| format!("creating {} failed: {error}", path.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+
+    let started = Instant::now();
+    let mut count = 0;
+    while count < args.devices && Instant::now() < deadline {
+        let end = (count + args.batch).min(args.devices);
+        // Encoding is part of the work the registry does too, so it is timed.
+        let mut records = Vec::with_capacity(end - count);
+        for index in count..end {
+            let record = validate_spec(&spec(index), Timestamp(0))
+                .map_err(|error| format!("device {index} is invalid: {error}"))?;
+            let bytes = postcard::to_allocvec(&record)
+                .map_err(|error| format!("encoding device {index} failed: {error}"))?;
+            records.push((record.id.to_string(), bytes));
+        }
+        let transaction = database
+            .begin_write()
+            .map_err(|error| format!("beginning a redb write failed: {error}"))?;
+        {
+            let mut table = transaction
+                .open_table(BARE_TABLE)
+                .map_err(|error| format!("opening the redb table failed: {error}"))?;
+            for (key, value) in &records {
+                table
+                    .insert(key.as_str(), value.as_slice())
+                    .map_err(|error| format!("inserting {key} failed: {error}"))?;
+            }
+        }
+        transaction
+            .commit()
+            .map_err(|error| format!("committing a redb batch failed: {error}"))?;
+        count = end;
+    }
+    Ok(Run {
+        count,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Starts a node on `broker` with a fresh database and registers devices through it over MQTT.
+async fn through_node(args: &Args, broker: NodeBroker) -> Result<Run, String> {
+    let dir = tempfile::tempdir()
+        .map_err(|error| format!("creating a temporary directory failed: {error}"))?;
+    let (choice, external_url) = match broker {
+        NodeBroker::Embedded => {
+            let listen = "127.0.0.1:0"
+                .parse()
+                .map_err(|_| "invalid listen address")?;
+            (BrokerChoice::Embedded { listen }, None)
+        }
+        NodeBroker::External(url) => (BrokerChoice::External { url: url.clone() }, Some(url)),
+    };
+    let node = start_node(dir.path(), choice).await?;
+    let url = match (node.broker_addr(), external_url) {
+        (Some(address), _) => {
+            BrokerUrl::parse(&format!("mqtt://{address}")).map_err(|error| error.to_string())?
+        }
+        (None, Some(url)) => url,
+        (None, None) => return Err("the node runs no embedded broker and has no broker URL".into()),
+    };
+
+    let config = BridgeConfig::new(
+        url.clone(),
+        "registry-load".parse().map_err(|_| "invalid client id")?,
+    );
+    let (client, handle, _join) = MqttBridge::spawn(config)
+        .await
+        .map_err(|error| format!("starting the load client failed: {error}"))?;
+    if !handle.wait_connected(Duration::from_secs(10)).await {
+        return Err(format!(
+            "the load client did not connect to {url} within 10 s"
+        ));
+    }
+
+    let result = register_all(args, &client).await;
+
+    if let Some(actor) = client.actor() {
+        actor.stop(None);
+    }
+    node.shutdown()
+        .await
+        .map_err(|error| format!("stopping the node failed: {error}"))?;
+    result
+}
+
+async fn start_node(data_dir: &Path, broker: BrokerChoice) -> Result<Node, String> {
+    let config = NodeConfig {
+        node_id: "load-node".parse().map_err(|_| "invalid node id")?,
+        data_dir: data_dir.to_path_buf(),
+        broker,
+    };
+    let node = Node::builder(config)
+        .start()
+        .await
+        .map_err(|error| format!("starting the node failed: {error}"))?;
+    if let Some(bridge) = node.bridge()
+        && !bridge.wait_connected(Duration::from_secs(10)).await
+    {
+        return Err("the node did not connect to its broker within 10 s".into());
+    }
+    Ok(node)
+}
+
+/// Sends `args.devices` registration requests with `args.in_flight` outstanding and returns how
+/// many were acknowledged, and in what time.
+async fn register_all(args: &Args, client: &Bus) -> Result<Run, String> {
+    let topic = TopicName::new(REGISTER_TOPIC).map_err(|error| error.to_string())?;
+    let source = SourceId::new("registry-load").map_err(|error| error.to_string())?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    let request_timeout = Duration::from_secs(args.request_timeout);
+    let devices = args.devices;
+
+    let started = Instant::now();
+    let mut senders = Vec::new();
+    for _ in 0..args.in_flight {
+        let (client, topic, source) = (client.clone(), topic.clone(), source.clone());
+        let (next, acknowledged) = (next.clone(), acknowledged.clone());
+        senders.push(tokio::spawn(async move {
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= devices || Instant::now() >= deadline {
+                    return Ok(());
+                }
+                let request = Envelope::new(source.clone(), spec(index), &**client.clock());
+                let reply: Result<Envelope<Registration>, _> =
+                    client.request(&topic, request, request_timeout).await;
+                match reply {
+                    Ok(_) => {
+                        acknowledged.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error) => {
+                        return Err(format!("registering device {index} failed: {error}"));
+                    }
+                }
+            }
+        }));
+    }
+    for sender in senders {
+        sender
+            .await
+            .map_err(|error| format!("a load task failed: {error}"))??;
+    }
+    Ok(Run {
+        count: acknowledged.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+    })
+}
