@@ -768,3 +768,20 @@ async fn large_payload_above_rumqttc_default() {
     .expect("publish is accepted");
     assert_eq!(next(&mut blobs).await.envelope.body().len(), text.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_client_ids_back_off() {
+    let broker = mosquitto();
+    let (_first_bus, first) = start_connected(config(&broker.url(), "twin")).await;
+    let (_second_bus, second) = start(config(&broker.url(), "twin")).await;
+
+    // Mosquitto closes the older connection whenever a client with the same id connects, so the
+    // two bridges take the session from each other. Backoff from 50 ms doubling to 400 ms allows
+    // about 10 attempts each in 2 s; resetting it on every accepted connection allows dozens.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let (first, second) = (first.stats(), second.stats());
+    assert!(first.connect_attempts <= 12, "{first:?}");
+    assert!(second.connect_attempts <= 12, "{second:?}");
+    assert!(first.connection_losses >= 1, "{first:?}");
+}

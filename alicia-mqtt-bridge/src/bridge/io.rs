@@ -1,6 +1,7 @@
 //! The I/O task: it polls rumqttc's event loop and nothing else waits in it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use alicia_core::bus::{InboundMessage, InboundReply, LogRateLimit};
 use alicia_core::codec::Codec;
@@ -27,6 +28,7 @@ pub(crate) async fn run(
     let mut io = Io {
         shared,
         failures: 0,
+        connected_at: None,
         bad_topic_log: LogRateLimit::default(),
         oversized_log: LogRateLimit::default(),
         overflow_log: LogRateLimit::default(),
@@ -96,10 +98,21 @@ pub(crate) async fn run(
         .send_modify(|connection| connection.connected = false);
 }
 
+/// How long a connection must last before a loss of it starts the backoff sequence afresh.
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+
+/// A connection lost sooner than this after it was accepted gets a hint about duplicate client
+/// ids, the usual cause.
+const SHORT_CONNECTION: Duration = Duration::from_secs(2);
+
 struct Io {
     shared: Arc<Shared>,
-    /// Consecutive failed polls since the last CONNACK.
+    /// Failed polls since the last connection that lasted [`STABLE_CONNECTION`]. A connection that
+    /// the broker closes soon after accepting it does not reset the count, so two clients with
+    /// the same client id that keep taking the session from each other still back off.
     failures: u32,
+    /// When the current connection was accepted.
+    connected_at: Option<std::time::Instant>,
     bad_topic_log: LogRateLimit,
     oversized_log: LogRateLimit,
     overflow_log: LogRateLimit,
@@ -120,7 +133,7 @@ impl Io {
             failed_attempts = self.failures,
             "connected to the broker"
         );
-        self.failures = 0;
+        self.connected_at = Some(std::time::Instant::now());
         self.shared.connection.send_modify(|connection| {
             connection.connected = true;
             connection.generation += 1;
@@ -134,11 +147,23 @@ impl Io {
     /// moved to [`Shared::resend`] instead, for the writer to send after the session replay.
     /// Subscribes and unsubscribes are dropped, because the replay subscribes every route again.
     fn disconnected(&mut self, eventloop: &mut EventLoop, error: &ConnectionError) {
+        let lasted = self.connected_at.take().map(|at| at.elapsed());
+        if lasted.is_some_and(|lasted| lasted >= STABLE_CONNECTION) {
+            self.failures = 0;
+        }
         self.failures = self.failures.saturating_add(1);
         let was_connected = self.shared.is_connected();
         if was_connected {
             Counters::add(&self.shared.counters.connection_losses);
-            tracing::warn!(client = %self.shared.client, %error, "broker connection lost");
+            match lasted {
+                Some(lasted) if lasted < SHORT_CONNECTION => tracing::warn!(
+                    client = %self.shared.client,
+                    lasted_ms = lasted.as_millis() as u64,
+                    %error,
+                    "broker connection lost right after it was accepted; if another client uses the same client id, the broker hands the session back and forth, so give each node its own node id"
+                ),
+                _ => tracing::warn!(client = %self.shared.client, %error, "broker connection lost"),
+            }
         }
         self.shared
             .connection
@@ -167,6 +192,9 @@ impl Io {
         }
         drop(unsent);
         for (_, done) in lock(&self.shared.subscribes_sent).drain() {
+            let _ = done.send(());
+        }
+        for done in lock(&self.shared.awaiting_replay).drain(..) {
             let _ = done.send(());
         }
     }
