@@ -965,6 +965,8 @@ async fn restart_storm_from_supervisor() {
             node: node(),
             interval: MIN_HEARTBEAT_INTERVAL,
             clock: clock.clone(),
+            naming: ServiceNaming::ChildId,
+            publish_tree: false,
         },
         [(service("flaky"), stats.clone())].into_iter().collect(),
     );
