@@ -5,7 +5,7 @@
 //!  ├── bus              the MQTT bridge, or the in-process bus
 //!  ├── registry         device registry actor
 //!  ├── registry-routes  the registry's MQTT requests and device heartbeats
-//!  └── health           health monitor (subscribes to heartbeats itself)
+//!  └── health           health monitor (subscribes to heartbeats and node presence itself)
 //! ```
 //!
 //! The root supervisor restarts a child that fails and, because it is rest-for-one, every child

@@ -56,7 +56,7 @@ impl HealthBusLink {
             Err(error) => {
                 // Leave no half-attached monitor behind.
                 if let Err(cleanup) = bus.unsubscribe(heartbeats).await {
-                    tracing::warn!(%cleanup, "removing the heartbeat route after a failed attach failed");
+                    tracing::warn!(%cleanup, "removing the heartbeat route failed after the presence subscription failed");
                 }
                 return Err(error);
             }
