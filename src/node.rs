@@ -284,10 +284,12 @@ impl NodeBuilder {
         self
     }
 
-    /// Sets the MQTT keepalive interval of the node's bridge (at least 1 s). When the node
-    /// vanishes without disconnecting, the broker publishes its presence `offline` about 1.5
-    /// times this interval after it last heard from the node, and health monitors then mark its
-    /// services down. The in-process bus ignores it.
+    /// Sets the MQTT keepalive interval of the node's bridge (at least 1 s).
+    ///
+    /// When the node goes silent without closing its connection, MQTT lets the broker wait 1.5
+    /// times this interval after the node's last packet before it publishes the node's presence
+    /// `offline`, and health monitors then mark its services down. Mosquitto 2.0 checks
+    /// keepalives only every few seconds, so it can take longer. The in-process bus ignores it.
     pub fn keepalive(mut self, keepalive: Duration) -> Self {
         self.keepalive = keepalive;
         self

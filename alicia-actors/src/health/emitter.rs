@@ -33,8 +33,8 @@ pub enum ServiceNaming {
     /// The child id is the service id. Use it when no other node runs a child of the same id.
     #[default]
     ChildId,
-    /// The service id is `{node}.{child}`, such as `hub.registry`. A child whose qualified id
-    /// would be longer than an id may be gets no heartbeat, and a warning is logged once.
+    /// The service id is `{node}.{child}`, such as `hub.registry`. A child whose qualified id is
+    /// over the 64-byte id limit gets no heartbeat, and a warning is logged once.
     NodeQualified,
 }
 
@@ -179,7 +179,7 @@ impl Emitter {
                 Ok(service) => service,
                 Err(error) => {
                     if self.unnamed.insert(child.id.as_str().to_owned()) {
-                        tracing::warn!(child = %child.id, node = %self.settings.node, %error, "the child gets no heartbeats: its service id is invalid; shorten the node or child id");
+                        tracing::warn!(child = %child.id, node = %self.settings.node, %error, "the child gets no heartbeats because its service id is invalid: shorten the node or child id");
                     }
                     continue;
                 }
