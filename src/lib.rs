@@ -10,6 +10,7 @@ pub mod config;
 
 pub use config::{BrokerChoice, ConfigError, NodeConfig};
 
+pub mod metrics;
 pub mod node;
 
 pub use node::{Node, NodeBuilder, NodeError};

@@ -5,7 +5,7 @@
 //!  ├── bus              the MQTT bridge, or the in-process bus
 //!  ├── registry         device registry actor
 //!  ├── registry-routes  the registry's MQTT requests and device heartbeats
-//!  └── health           health monitor (subscribes to heartbeats itself)
+//!  └── health           health monitor (subscribes to heartbeats and node presence itself)
 //! ```
 //!
 //! The root supervisor restarts a child that fails and, because it is rest-for-one, every child
@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use alicia_actors::health::{
     HealthArgs, HealthClient, HealthConfig, HealthMonitor, HeartbeatSettings, HeartbeatSink,
-    MetricsRegistry, MetricsServer, SupervisorHeartbeats,
+    MetricsRegistry, MetricsServer, ServiceNaming, SupervisorHeartbeats,
 };
 use alicia_actors::registry::{
     RegistryActor, RegistryArgs, RegistryClient, RegistryConfig, RegistryRoutes, RoutesArgs,
@@ -41,6 +41,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::{BrokerChoice, NodeConfig};
+use crate::metrics::BridgeMetrics;
 
 /// Requests the registry routes run at once; enough for bursts to share durable commits.
 const REGISTRY_MAX_IN_FLIGHT: usize = 256;
@@ -105,6 +106,7 @@ pub struct NodeBuilder {
     registry: Option<RegistryConfig>,
     health: Option<HealthConfig>,
     heartbeat_interval: Duration,
+    keepalive: Duration,
     metrics_listen: Option<SocketAddr>,
 }
 
@@ -140,6 +142,7 @@ impl Node {
             registry: Some(RegistryConfig::default()),
             health: Some(HealthConfig::default()),
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            keepalive: BridgeConfig::DEFAULT_KEEPALIVE,
             metrics_listen: None,
         }
     }
@@ -289,6 +292,17 @@ impl NodeBuilder {
         self
     }
 
+    /// Sets the MQTT keepalive interval of the node's bridge (at least 1 s).
+    ///
+    /// When the node goes silent without closing its connection, MQTT lets the broker wait 1.5
+    /// times this interval after the node's last packet before it publishes the node's presence
+    /// `offline`, and health monitors then mark its services down. Mosquitto 2.0 checks
+    /// keepalives only every few seconds, so it can take longer. The in-process bus ignores it.
+    pub fn keepalive(mut self, keepalive: Duration) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
     /// Serves Prometheus metrics on `address`, which must be a loopback address.
     pub fn metrics(mut self, address: SocketAddr) -> Self {
         self.metrics_listen = Some(address);
@@ -304,6 +318,7 @@ impl NodeBuilder {
             registry: registry_config,
             health: health_config,
             heartbeat_interval,
+            keepalive,
             metrics_listen,
         } = self;
         let node = config.node_id.clone();
@@ -334,7 +349,13 @@ impl NodeBuilder {
         // the bus child's incarnations. They are added after it, in start order, which is the
         // order the rest-for-one strategy restarts them in.
         let client = SourceId::from(node.clone());
-        let (bus_child, bridge) = bus_child(&config, broker_url, client.clone(), clock.clone())?;
+        let bus_settings = BusSettings {
+            embedded_url: broker_url,
+            client: client.clone(),
+            clock: clock.clone(),
+            keepalive,
+        };
+        let (bus_child, bridge) = bus_child(&config, bus_settings)?;
         let bus_handle = bus_child.handle();
         let root = SupervisorSpec::new(child_id("root"))
             .strategy(Strategy::RestForOne)
@@ -372,6 +393,9 @@ impl NodeBuilder {
                 node: node.clone(),
                 interval: heartbeat_interval,
                 clock: clock.clone(),
+                // Other nodes run children of the same ids, and one monitor may hear them all.
+                naming: ServiceNaming::NodeQualified,
+                publish_tree: true,
             },
             HashMap::new(),
         );
@@ -381,6 +405,12 @@ impl NodeBuilder {
                 let sources = MetricsRegistry::new();
                 if let Some(health) = &health {
                     sources.register(Arc::new(health.clone()));
+                }
+                if let Some(registry) = &registry {
+                    sources.register(Arc::new(registry.clone()));
+                }
+                if let Some(bridge) = &bridge {
+                    sources.register(Arc::new(BridgeMetrics(bridge.clone())));
                 }
                 Some(MetricsServer::bind(address, sources).await?)
             }
@@ -407,14 +437,27 @@ impl NodeBuilder {
     }
 }
 
-/// Builds the bus child: the in-process bus, or the MQTT bridge to the chosen broker.
-/// `embedded_url` is where the embedded broker listens, when the node runs one.
-fn bus_child(
-    config: &NodeConfig,
+/// Settings of the bus child besides the node's configuration.
+struct BusSettings {
+    /// The URL of the embedded broker, when the node runs one.
     embedded_url: Option<BrokerUrl>,
     client: SourceId,
     clock: SharedClock,
+    /// The bridge's MQTT keepalive interval.
+    keepalive: Duration,
+}
+
+/// The bus child: the in-process bus, or the MQTT bridge to the chosen broker.
+fn bus_child(
+    config: &NodeConfig,
+    settings: BusSettings,
 ) -> Result<(ChildSpec<BusCommand>, Option<BridgeHandle>), NodeError> {
+    let BusSettings {
+        embedded_url,
+        client,
+        clock,
+        keepalive,
+    } = settings;
     let url = match (&config.broker, embedded_url) {
         (BrokerChoice::InProcess, _) => {
             let child = ChildSpec::new(child_id("bus"), move || {
@@ -436,7 +479,11 @@ fn bus_child(
 
     let mut bridge_config = BridgeConfig::new(url, config.node_id.clone());
     bridge_config.clock = clock;
+    bridge_config.keepalive = keepalive;
     bridge_config.route_queue = NODE_ROUTE_QUEUE;
+    bridge_config
+        .validate()
+        .map_err(|error| NodeError::Config(error.to_string()))?;
     let bridge = MqttBridge::default();
     let handle = bridge.handle();
     let child = ChildSpec::new(child_id("bus"), move || {

@@ -6,6 +6,7 @@
 //! - [`envelope`] and [`codec`]: the wire format of every message, in JSON or postcard.
 //! - [`clock`]: the time source that all expiry logic reads.
 //! - [`bus`]: the bus protocol that services publish and subscribe through, and the in-process bus.
+//! - [`presence`]: whether a node is online, as published on its presence topic.
 //! - [`store`]: typed, versioned tables over one redb database per node.
 //! - [`supervisor`]: supervisors that restart failed actors, with stable handles to them.
 
@@ -15,6 +16,7 @@ pub mod codec;
 pub mod envelope;
 pub mod id;
 pub mod manifest;
+pub mod presence;
 pub mod store;
 pub mod supervisor;
 pub mod topic;
@@ -30,6 +32,7 @@ pub use envelope::{
 };
 pub use id::{DeviceId, IdError, InstanceId, NodeId, ServiceId};
 pub use manifest::{ManifestError, QoS, Role, TopicParams, TopicSpec};
+pub use presence::NodePresence;
 pub use store::{Store, StoreError, Table};
 pub use supervisor::{ChildHandle, ChildId, ChildSpec, Supervisor, SupervisorSpec};
 pub use topic::{TopicError, TopicFilter, TopicName};

@@ -100,6 +100,21 @@ pub static MANIFEST: &[TopicSpec] = &[
         .with_description(
             "Whether a node is online or offline; the broker publishes offline as the node's last will.",
         ),
+    TopicSpec::new("node.supervision", "alicia/nodes/{node}/supervision")
+        .with_message("SupervisorSnapshot")
+        // Retained and replaced every heartbeat interval, so a lost snapshot costs one interval.
+        .with_qos(QoS::AtMostOnce)
+        .with_retained(true)
+        .with_publishers(Access::for_roles(&[Role::Node]).own_only("node"))
+        .with_subscribers(Access::for_roles(&[
+            Role::Service,
+            Role::Client,
+            Role::Admin,
+            Role::Observer,
+        ]))
+        .with_description(
+            "The node's supervision tree (children, states, restart counts, last failures), republished every heartbeat interval.",
+        ),
     TopicSpec::new("device.heartbeat", "alicia/devices/{device}/heartbeat")
         .with_message("DeviceHeartbeat")
         // A lost heartbeat is replaced by the next one, so at-most-once delivery is enough.

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use alicia_core::presence::presence_node;
 use alicia_core::store::Store;
 use alicia_core::{NodeId, ServiceId, SharedClock};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -44,6 +45,13 @@ pub enum HealthMsg {
         node: NodeId,
         /// Whether it is online.
         online: bool,
+    },
+    /// A presence message from the bus, with the topic it arrived on, which names the node.
+    BusPresence {
+        /// The topic it was published to, `alicia/nodes/{node}/presence`.
+        topic: alicia_core::TopicName,
+        /// The presence it announces.
+        presence: alicia_core::NodePresence,
     },
     /// The timer's sweep for missed heartbeats.
     Sweep,
@@ -91,8 +99,9 @@ pub struct HealthArgs {
     pub clock: SharedClock,
     /// The channel of alert events, whose receivers [`HealthClient`](super::HealthClient) hands out.
     pub alerts: broadcast::Sender<HealthAlert>,
-    /// The bus to take heartbeats from. Each incarnation subscribes in `pre_start`, so a restart
-    /// of the monitor resubscribes it. `None` leaves the monitor off the bus.
+    /// The bus to take heartbeats and node presence from. Each incarnation subscribes in
+    /// `pre_start`, so a restart of the monitor resubscribes it. `None` leaves the monitor off the
+    /// bus.
     pub bus: Option<alicia_core::bus::Bus>,
 }
 
@@ -155,6 +164,7 @@ impl Actor for HealthMonitor {
 
         if let Some(bus) = &args.bus {
             super::bus_link::subscribe_heartbeats(bus, &myself).await?;
+            super::bus_link::subscribe_presence(bus, &myself).await?;
         }
 
         let sweep_timer =
@@ -212,12 +222,17 @@ impl Actor for HealthMonitor {
                 let _ = reply.send(result);
             }
             HealthMsg::NodePresence { node, online } => {
-                if !online {
-                    tracing::warn!(node = %node, "node went offline: marking its services down");
-                    let events = state.detector.node_offline(&node);
-                    state.publish(events).await;
-                }
+                state.presence_changed(&node, online).await;
             }
+            HealthMsg::BusPresence { topic, presence } => match presence_node(&topic) {
+                Some(node) => {
+                    let online = presence == alicia_core::NodePresence::Online;
+                    state.presence_changed(&node, online).await;
+                }
+                None => {
+                    tracing::warn!(%topic, "presence ignored: the topic names no valid node id");
+                }
+            },
             HealthMsg::Sweep => {
                 let events = state.detector.sweep();
                 state.publish(events).await;
@@ -269,6 +284,22 @@ impl HealthState {
                 Err(error)
             }
         }
+    }
+
+    /// Marks the services of `node` down when it went offline. Coming back online changes
+    /// nothing by itself: each service is healthy again with its next heartbeat.
+    async fn presence_changed(&mut self, node: &NodeId, online: bool) {
+        if online {
+            tracing::debug!(%node, "node is online");
+            return;
+        }
+        let events = self.detector.node_offline(node);
+        tracing::warn!(
+            %node,
+            alerts_raised = events.len(),
+            "node went offline: its services are marked down"
+        );
+        self.publish(events).await;
     }
 
     /// Logs a rejected heartbeat unless one was logged within [`REJECT_LOG_PERIOD`].

@@ -1,9 +1,11 @@
-//! The monitor on the bus: heartbeats in from `alicia/system/health/{service}`, alert events out
-//! on `alicia/system/health/alerts`.
+//! The monitor on the bus: heartbeats in from `alicia/system/health/{service}`, node presence in
+//! from `alicia/nodes/{node}/presence`, alert events out on `alicia/system/health/alerts`.
 
 use alicia_core::bus::{Bus, Delivery, PublishClass, PublishOptions, RouteId};
 use alicia_core::manifest::{self, TopicSpec};
-use alicia_core::{Envelope, ServiceId, TopicName};
+use alicia_core::presence::{NodePresence, presence_spec};
+use alicia_core::supervisor::SupervisorSnapshot;
+use alicia_core::{Envelope, NodeId, ServiceId, TopicName};
 use ractor::ActorRef;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -20,48 +22,62 @@ const HEARTBEAT_TOPIC: &str = "health.heartbeat";
 /// Manifest key of the alert topic.
 const ALERT_TOPIC: &str = "health.alerts";
 
-/// The monitor's subscription and the task that publishes its alert events.
+/// Manifest key of a node's supervision tree topic.
+const SUPERVISION_TOPIC: &str = "node.supervision";
+
+/// The monitor's subscriptions and the task that publishes its alert events.
 ///
-/// Dropping the link stops publishing alerts but leaves the subscription; call
-/// [`detach`](Self::detach) to remove both.
+/// Dropping the link stops publishing alerts but leaves the subscriptions; call
+/// [`detach`](Self::detach) to remove all of them.
 #[derive(Debug)]
 pub struct HealthBusLink {
-    route: RouteId,
+    routes: [RouteId; 2],
     publisher: JoinHandle<()>,
 }
 
 impl HealthBusLink {
-    /// Subscribes the monitor to every service's heartbeat topic and starts publishing its alert
-    /// events.
+    /// Subscribes the monitor to every service's heartbeat topic and every node's presence, and
+    /// starts publishing its alert events.
     ///
-    /// NOTE: node presence (`alicia/nodes/{node}/presence`) is not subscribed yet, because no
-    /// presence message type exists in core. Until it does, call
-    /// [`HealthClient::node_presence`] when a node's last will arrives.
-    ///
-    /// The monitor is subscribed as it runs now: if it restarts, the route is gone. A supervised
+    /// The monitor is subscribed as it runs now: if it restarts, the routes are gone. A supervised
     /// monitor subscribes itself instead, through [`HealthArgs::bus`](super::HealthArgs::bus).
     ///
     /// # Errors
     ///
-    /// [`HealthError::Bus`] if the subscription failed.
+    /// [`HealthError::Bus`] if a subscription failed.
     pub async fn attach(bus: Bus, monitor: &HealthClient) -> Result<Self, HealthError> {
         let actor = monitor.actor().ok_or_else(|| HealthError::Call {
             operation: "attach",
             reason: "the monitor is not running".to_owned(),
         })?;
-        let route = subscribe_heartbeats(&bus, &actor).await?;
+        let heartbeats = subscribe_heartbeats(&bus, &actor).await?;
+        let presence = match subscribe_presence(&bus, &actor).await {
+            Ok(route) => route,
+            Err(error) => {
+                // Leave no half-attached monitor behind.
+                if let Err(cleanup) = bus.unsubscribe(heartbeats).await {
+                    tracing::warn!(%cleanup, "removing the heartbeat route failed after the presence subscription failed");
+                }
+                return Err(error);
+            }
+        };
         let publisher = spawn_alert_publisher(bus, monitor.subscribe_alerts())?;
-        Ok(Self { route, publisher })
+        Ok(Self {
+            routes: [heartbeats, presence],
+            publisher,
+        })
     }
 
-    /// Removes the subscription and stops publishing alert events.
+    /// Removes the subscriptions and stops publishing alert events.
     ///
     /// # Errors
     ///
-    /// [`HealthError::Bus`] if the bus could not remove the route.
+    /// [`HealthError::Bus`] if the bus could not remove a route.
     pub async fn detach(self, bus: &Bus) -> Result<(), HealthError> {
         self.publisher.abort();
-        bus.unsubscribe(self.route).await?;
+        for route in self.routes {
+            bus.unsubscribe(route).await?;
+        }
         Ok(())
     }
 }
@@ -88,6 +104,25 @@ pub(crate) async fn subscribe_heartbeats(
             |delivery: Delivery<ServiceHeartbeat>| HealthMsg::BusHeartbeat {
                 topic: delivery.topic,
                 heartbeat: delivery.envelope.into_body(),
+            },
+        )
+        .await?;
+    Ok(route)
+}
+
+/// Subscribes `monitor` to the presence of every node, so that a node's last will marks its
+/// services down at once.
+pub(crate) async fn subscribe_presence(
+    bus: &Bus,
+    monitor: &ActorRef<HealthMsg>,
+) -> Result<RouteId, HealthError> {
+    let route = bus
+        .subscribe(
+            presence_spec().filter(),
+            monitor,
+            |delivery: Delivery<NodePresence>| HealthMsg::BusPresence {
+                topic: delivery.topic,
+                presence: delivery.envelope.into_body(),
             },
         )
         .await?;
@@ -126,6 +161,39 @@ pub async fn publish_heartbeat(bus: &Bus, heartbeat: &ServiceHeartbeat) -> Resul
     )
     .await?;
     Ok(())
+}
+
+/// Publishes `snapshot`, retained, as the supervision tree of `node` on
+/// `alicia/nodes/{node}/supervision`.
+///
+/// # Errors
+///
+/// [`HealthError::Manifest`] if the node id is reserved for the `{node}` level, and
+/// [`HealthError::Bus`] if the publish failed.
+pub async fn publish_supervision(
+    bus: &Bus,
+    node: &NodeId,
+    snapshot: &SupervisorSnapshot,
+) -> Result<(), HealthError> {
+    let spec = topic_spec(SUPERVISION_TOPIC)?;
+    let topic = supervision_topic(node)?;
+    let envelope = Envelope::new(bus.client().clone(), snapshot, bus.clock().as_ref());
+    bus.publish(
+        &topic,
+        &envelope,
+        PublishOptions::for_spec(spec, PublishClass::Telemetry),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Returns the supervision tree topic of `node`.
+///
+/// # Errors
+///
+/// [`HealthError::Manifest`] if the id is reserved for the `{node}` level.
+pub fn supervision_topic(node: &NodeId) -> Result<TopicName, HealthError> {
+    Ok(topic_spec(SUPERVISION_TOPIC)?.format(&[("node", node.as_str())])?)
 }
 
 /// Returns the heartbeat topic of `service`.

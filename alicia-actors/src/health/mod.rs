@@ -31,11 +31,14 @@ mod tests;
 
 pub use actor::{HealthArgs, HealthMetrics, HealthMonitor, HealthMsg, HealthState};
 pub use alert::{Alert, AlertEventKind, AlertKind, HealthAlert, Severity};
-pub use bus_link::{HealthBusLink, heartbeat_topic, publish_heartbeat, spawn_alert_publisher};
+pub use bus_link::{
+    HealthBusLink, heartbeat_topic, publish_heartbeat, publish_supervision, spawn_alert_publisher,
+    supervision_topic,
+};
 pub use client::HealthClient;
 pub use config::{HealthConfig, Threshold, Thresholds};
 pub use detector::{Detector, ServiceState, ServiceStatus};
-pub use emitter::{HeartbeatSettings, HeartbeatSink, SupervisorHeartbeats};
+pub use emitter::{HeartbeatSettings, HeartbeatSink, ServiceNaming, SupervisorHeartbeats};
 pub use error::{ConfigError, HealthError, MetricsError};
 pub use heartbeat::{MAX_HEARTBEAT_INTERVAL, MIN_HEARTBEAT_INTERVAL, ServiceHeartbeat};
 pub use history::{ALERTS, AlertHistory};

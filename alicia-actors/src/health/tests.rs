@@ -965,6 +965,8 @@ async fn restart_storm_from_supervisor() {
             node: node(),
             interval: MIN_HEARTBEAT_INTERVAL,
             clock: clock.clone(),
+            naming: ServiceNaming::ChildId,
+            publish_tree: false,
         },
         [(service("flaky"), stats.clone())].into_iter().collect(),
     );
@@ -997,4 +999,168 @@ async fn restart_storm_from_supervisor() {
     heartbeats.stop();
     supervisor.stop().await.unwrap();
     stop(client, join).await;
+}
+
+// Node presence from the bus.
+
+/// Publishes `presence` for `node`, retained, the way the MQTT bridge and its last will do.
+async fn publish_presence(
+    bus: &alicia_core::bus::Bus,
+    node: &str,
+    presence: alicia_core::NodePresence,
+) {
+    use alicia_core::bus::{PublishClass, PublishOptions};
+    use alicia_core::presence::{presence_spec, presence_topic};
+
+    let topic = presence_topic(&NodeId::new(node).unwrap()).unwrap();
+    let envelope = alicia_core::Envelope::new(bus.client().clone(), presence, bus.clock().as_ref());
+    let options = PublishOptions::for_spec(presence_spec(), PublishClass::StateChange);
+    bus.publish(&topic, &envelope, options).await.unwrap();
+}
+
+/// Polls `client` until `name` is in `state`, for at most 5 s, and returns the state last read.
+async fn wait_for_state(
+    client: &HealthClient,
+    name: &str,
+    state: ServiceState,
+) -> Option<ServiceState> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let current = client
+            .status(&service(name))
+            .await
+            .unwrap()
+            .map(|status| status.state);
+        if current == Some(state) || tokio::time::Instant::now() >= deadline {
+            return current;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn bus_presence_offline_downs_node() {
+    use alicia_core::NodePresence;
+    use alicia_core::bus::{LocalBus, LocalBusConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp(0));
+    let (bus, bus_join) = LocalBus::spawn(
+        LocalBusConfig::new(alicia_core::SourceId::new("node-hub").unwrap())
+            .with_clock(clock.shared()),
+    )
+    .await
+    .unwrap();
+    let (client, join) =
+        HealthClient::start(config(), open_store(dir.path(), &clock), clock.shared())
+            .await
+            .unwrap();
+    let link = HealthBusLink::attach(bus.clone(), &client).await.unwrap();
+    client.record_heartbeat(heartbeat("lights")).await.unwrap();
+    let mut elsewhere = heartbeat("heating");
+    elsewhere.node = NodeId::new("garage").unwrap();
+    client.record_heartbeat(elsewhere).await.unwrap();
+
+    publish_presence(&bus, "hub", NodePresence::Online).await;
+    publish_presence(&bus, "garage", NodePresence::Offline).await;
+
+    assert_eq!(
+        wait_for_state(&client, "heating", ServiceState::Down).await,
+        Some(ServiceState::Down)
+    );
+    assert_eq!(
+        client
+            .status(&service("lights"))
+            .await
+            .unwrap()
+            .map(|status| status.state),
+        Some(ServiceState::Healthy)
+    );
+    let alerts = client.active_alerts().await.unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(
+        alerts[0].message.contains("\"garage\" went offline"),
+        "{}",
+        alerts[0].message
+    );
+
+    link.detach(&bus).await.unwrap();
+    stop(client, join).await;
+    bus.actor().expect("the bus actor is running").stop(None);
+    bus_join.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_monitor_resubscribes_presence() {
+    use alicia_core::NodePresence;
+    use alicia_core::bus::{LocalBus, LocalBusConfig};
+    use alicia_core::supervisor::{ChildId, ChildSpec, Supervisor, SupervisorSpec};
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp(0));
+    let (bus, bus_join) = LocalBus::spawn(
+        LocalBusConfig::new(alicia_core::SourceId::new("node-hub").unwrap())
+            .with_clock(clock.shared()),
+    )
+    .await
+    .unwrap();
+    let store = open_store(dir.path(), &clock);
+    let alerts = HealthMonitor::alert_channel();
+    let (args_bus, args_alerts, args_clock) = (bus.clone(), alerts.clone(), clock.shared());
+    let child = ChildSpec::new(ChildId::new("health").unwrap(), move || {
+        let args = HealthArgs {
+            config: config(),
+            store: store.clone(),
+            clock: args_clock.clone(),
+            alerts: args_alerts.clone(),
+            bus: Some(args_bus.clone()),
+        };
+        (HealthMonitor, args)
+    });
+    let client = HealthClient::supervised(child.handle(), alerts);
+    let supervisor =
+        Supervisor::start(SupervisorSpec::new(ChildId::new("root").unwrap()).child(child))
+            .await
+            .unwrap();
+
+    let first = client.actor().expect("the monitor runs");
+    first
+        .kill_and_wait(Some(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while client
+        .actor()
+        .is_none_or(|actor| actor.get_id() == first.get_id())
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    client.record_heartbeat(heartbeat("lights")).await.unwrap();
+    publish_presence(&bus, "hub", NodePresence::Offline).await;
+
+    assert_eq!(
+        wait_for_state(&client, "lights", ServiceState::Down).await,
+        Some(ServiceState::Down),
+        "the restarted monitor did not hear the presence"
+    );
+
+    supervisor.stop().await.unwrap();
+    bus.actor().expect("the bus actor is running").stop(None);
+    bus_join.await.unwrap();
+}
+
+#[test]
+fn service_naming_qualifies_child_ids() {
+    let registry = ServiceNaming::NodeQualified.service_id(&node(), "registry");
+    assert_eq!(registry.unwrap().as_str(), "hub.registry");
+
+    let plain = ServiceNaming::ChildId.service_id(&node(), "registry");
+    assert_eq!(plain.unwrap().as_str(), "registry");
+
+    let long_node = NodeId::new("n".repeat(60)).unwrap();
+    let error = ServiceNaming::NodeQualified
+        .service_id(&long_node, "registry")
+        .unwrap_err();
+    assert!(error.to_string().contains("64"), "{error}");
 }

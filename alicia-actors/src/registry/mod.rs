@@ -52,6 +52,7 @@ mod client;
 mod error;
 mod events;
 mod groups;
+mod metrics;
 mod model;
 mod query;
 mod tables;
@@ -72,6 +73,7 @@ pub use bus::{
 pub use client::{DEFAULT_CALL_TIMEOUT, RegistryClient};
 pub use error::{FieldError, FieldErrors, RegistryError};
 pub use events::RegistryEvent;
+pub use metrics::registry_families;
 pub use model::{
     Availability, AvailabilityReason, AvailabilityState, Capability, DEFAULT_PAGE_SIZE, DevicePage,
     DeviceQuery, DeviceRecord, DeviceSpec, DeviceStatus, DeviceUpdate, DeviceView, Group, GroupId,

@@ -46,9 +46,9 @@ use alicia_core::manifest::{self, QoS};
 use alicia_core::topic::{TopicFilter, TopicName};
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use alicia_core::presence::NodePresence;
 pub use config::{Backoff, BridgeConfig, ClientCertFiles, Credentials, OutboxCapacity, TlsFiles};
 pub use error::BridgeError;
 pub use stats::BridgeStats;
@@ -70,18 +70,6 @@ const SUBACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long stopping the bridge waits for the writer and the I/O task.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The presence of a node, the body of the envelopes on `alicia/nodes/{node}/presence`.
-///
-/// In JSON it is the string `"online"` or `"offline"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodePresence {
-    /// The node is connected to the broker.
-    Online,
-    /// The node disconnected cleanly, or the broker published its last will.
-    Offline,
-}
 
 /// The publish options of presence: QoS 1 and retained, as the manifest's `node.presence` spec sets.
 fn presence_options() -> PublishOptions {
@@ -297,9 +285,7 @@ fn start(config: BridgeConfig) -> Result<BridgeState, BridgeError> {
         reason,
     };
 
-    let presence_topic = manifest::lookup("node.presence")
-        .ok_or_else(|| node_topic("the manifest has no node.presence topic".to_owned()))?
-        .format(&[("node", config.node.as_str())])
+    let presence_topic = alicia_core::presence::presence_topic(&config.node)
         .map_err(|error| node_topic(error.to_string()))?;
     let reply_filter = TopicFilter::new(format!("alicia/reply/{}/+", config.node))
         .map_err(|error| node_topic(error.to_string()))?;
