@@ -6,17 +6,24 @@
 //! cargo run --example node -- --broker mqtt://127.0.0.1:1883 --data-dir /tmp/alicia
 //! ```
 //!
-//! Log level: `RUST_LOG` (for example `RUST_LOG=debug`); the default is `info,rumqttd=warn`, which
-//! keeps the embedded broker's per-connection lines out.
+//! Logs go to stderr. Log level: `RUST_LOG` (for example `RUST_LOG=debug`); the default is
+//! `info`, with the embedded broker's routine per-connection lines left out.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use alicia::config::tls_files;
 use alicia::core::NodeId;
-use alicia::mqtt_bridge::BrokerUrl;
+use alicia::mqtt_bridge::{BrokerUrl, Transport};
 use alicia::{BrokerChoice, Node, NodeConfig};
 use clap::Parser;
+
+/// Log filter without `RUST_LOG`. rumqttd's router logs every client disconnect as an error
+/// ("no-connection id ... is already gone", "router-drop"), which is routine, so its router is
+/// quiet and the rest of rumqttd logs warnings only.
+const DEFAULT_LOG_FILTER: &str = "info,rumqttd=warn,rumqttd::router=off";
 
 /// Runs an Alicia node with the device registry and the health monitor.
 #[derive(Debug, Parser)]
@@ -43,6 +50,18 @@ struct Args {
     #[arg(long, value_name = "ID")]
     node_id: Option<NodeId>,
 
+    /// CA certificate (PEM) that signed the broker's certificate, for an mqtts:// broker.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+
+    /// Client certificate chain (PEM), for brokers that require one; needs --client-key.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of the client certificate; needs --client-cert.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    client_key: Option<PathBuf>,
+
     /// Serve Prometheus metrics on this loopback address (for example 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
@@ -51,8 +70,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 
     let args = Args::parse();
     match run(args).await {
@@ -72,6 +94,10 @@ async fn run(args: Args) -> Result<(), String> {
         builder = builder.metrics(address);
     }
     let node = builder.start().await.map_err(|error| error.to_string())?;
+    if let Some(bridge) = node.bridge() {
+        // The bridge connects in the background; a short wait lets the banner say whether it has.
+        bridge.wait_connected(Duration::from_secs(3)).await;
+    }
 
     print_welcome(&node, &config);
 
@@ -99,19 +125,42 @@ fn node_config(args: &Args) -> Result<NodeConfig, String> {
     if let Some(listen) = args.listen {
         config.broker = BrokerChoice::Embedded { listen };
     }
+    if args.ca_file.is_some() || args.client_cert.is_some() {
+        config.tls = tls_files(
+            args.ca_file.clone(),
+            args.client_cert.clone(),
+            args.client_key.clone(),
+            "flags",
+        )
+        .map_err(|error| error.to_string())?;
+    }
     Ok(config)
 }
 
 fn print_welcome(node: &Node, config: &NodeConfig) {
-    let (host, port) = match node.broker_addr() {
-        Some(address) => (address.ip().to_string(), address.port()),
-        None => ("127.0.0.1".to_owned(), 1883),
+    let (host, port) = match (&config.broker, node.broker_addr()) {
+        (_, Some(address)) => (address.ip().to_string(), address.port()),
+        (BrokerChoice::External { url }, None) => (url.host().to_owned(), url.port()),
+        _ => ("127.0.0.1".to_owned(), 1883),
     };
     let broker = match &config.broker {
         BrokerChoice::Embedded { .. } => format!("embedded, listening on {host}:{port}"),
-        BrokerChoice::External { url } => format!("external, {url}"),
+        BrokerChoice::External { url } => {
+            let connected = node.bridge().is_some_and(|bridge| bridge.is_connected());
+            let state = if connected {
+                "connected"
+            } else {
+                "not connected yet, retrying in the background"
+            };
+            format!("external, {url} ({state})")
+        }
         BrokerChoice::InProcess => "none (in-process bus only)".to_owned(),
     };
+    let tls = match &config.broker {
+        BrokerChoice::External { url } if url.transport() == Transport::Tls => " --cafile CA.pem",
+        _ => "",
+    };
+    let (host, port) = (format!("{host}{tls}"), port);
 
     println!();
     println!("Alicia node \"{}\" is running.", node.id());

@@ -243,6 +243,7 @@ async fn start_node(data_dir: &Path, broker: BrokerChoice) -> Result<Node, Strin
         node_id: "load-node".parse().map_err(|_| "invalid node id")?,
         data_dir: data_dir.to_path_buf(),
         broker,
+        tls: None,
     };
     let node = Node::builder(config)
         .start()

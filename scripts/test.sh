@@ -7,5 +7,9 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install-test-deps.sh
 
-cargo test --workspace --all-targets --locked "$@"
-cargo test --workspace --doc --locked
+# Arguments select what to test (for example `-p alicia-core`); without any, the whole workspace.
+if [ $# -eq 0 ]; then
+    set -- --workspace
+fi
+cargo test "$@" --all-targets --locked
+cargo test "$@" --doc --locked

@@ -9,6 +9,11 @@
 //! listen = "127.0.0.1:1883"
 //! # ... or connect to an external one (not both):
 //! # url = "mqtt://127.0.0.1:1883"
+//! # For an mqtts:// URL: the CA that signed the broker's certificate, and a client certificate
+//! # and key for brokers that require one.
+//! # ca_file = "/etc/alicia/ca.pem"
+//! # client_cert = "/etc/alicia/node.pem"
+//! # client_key = "/etc/alicia/node.key"
 //! ```
 //!
 //! Every key is optional; [`NodeConfig::default`] gives the values used for a missing key.
@@ -20,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use alicia_core::NodeId;
 use alicia_mqtt_bridge::BrokerUrl;
+use alicia_mqtt_bridge::bridge::{ClientCertFiles, TlsFiles};
 use serde::Deserialize;
 
 /// Address of the embedded broker when none is configured: loopback only, the standard port.
@@ -56,6 +62,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// The broker to run or connect to.
     pub broker: BrokerChoice,
+    /// Certificate files for an `mqtts://` external broker.
+    pub tls: Option<TlsFiles>,
 }
 
 /// Why a configuration could not be loaded.
@@ -77,6 +85,24 @@ pub enum ConfigError {
         origin: String,
         /// What is wrong, with the line and column where the parser knows them.
         message: String,
+    },
+
+    /// A client certificate was given without its key, or the other way round.
+    #[error(
+        "configuration {origin} is invalid: [broker] sets only one of `client_cert` and `client_key`; a client certificate needs both"
+    )]
+    ClientCertIncomplete {
+        /// The file name, or a description of where the text came from.
+        origin: String,
+    },
+
+    /// TLS files were given without a CA file.
+    #[error(
+        "configuration {origin} is invalid: [broker] sets a client certificate without `ca_file`; TLS needs the CA that signed the broker's certificate"
+    )]
+    CaFileMissing {
+        /// The file name, or a description of where the text came from.
+        origin: String,
     },
 
     /// Both an embedded listen address and an external URL were given.
@@ -104,6 +130,9 @@ struct FileConfig {
 struct FileBroker {
     listen: Option<SocketAddr>,
     url: Option<BrokerUrl>,
+    ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -115,6 +144,7 @@ impl Default for NodeConfig {
             broker: BrokerChoice::Embedded {
                 listen: DEFAULT_LISTEN,
             },
+            tls: None,
         }
     }
 }
@@ -148,11 +178,47 @@ impl NodeConfig {
             (None, None) => defaults.broker,
         };
 
+        let tls = tls_files(
+            file.broker.ca_file,
+            file.broker.client_cert,
+            file.broker.client_key,
+            origin,
+        )?;
+
         Ok(Self {
             node_id: file.node_id.unwrap_or(defaults.node_id),
             data_dir: file.data_dir.unwrap_or(defaults.data_dir),
             broker,
+            tls,
         })
+    }
+}
+
+/// Combines the TLS file settings into [`TlsFiles`]; `origin` names the settings in errors.
+pub fn tls_files(
+    ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    origin: &str,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    let client = match (client_cert, client_key) {
+        (Some(cert_file), Some(key_file)) => Some(ClientCertFiles {
+            cert_file,
+            key_file,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(ConfigError::ClientCertIncomplete {
+                origin: origin.to_owned(),
+            });
+        }
+    };
+    match (ca_file, client) {
+        (Some(ca_file), client) => Ok(Some(TlsFiles { ca_file, client })),
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(ConfigError::CaFileMissing {
+            origin: origin.to_owned(),
+        }),
     }
 }
 
@@ -219,6 +285,31 @@ mod tests {
             assert!(message.contains("node.toml"), "{text:?}: {message}");
             assert!(message.contains(expected), "{text:?}: {message}");
         }
+    }
+
+    #[test]
+    fn config_reads_tls_files() {
+        let text = "[broker]\nurl = \"mqtts://hub\"\nca_file = \"/etc/ca.pem\"\nclient_cert = \"/etc/n.pem\"\nclient_key = \"/etc/n.key\"";
+        let tls = NodeConfig::from_toml(text, "test").unwrap().tls.unwrap();
+        assert_eq!(tls.ca_file, PathBuf::from("/etc/ca.pem"));
+        assert_eq!(tls.client.unwrap().key_file, PathBuf::from("/etc/n.key"));
+    }
+
+    #[test]
+    fn config_rejects_incomplete_tls() {
+        let half = "[broker]\nca_file = \"/ca.pem\"\nclient_cert = \"/n.pem\"";
+        let error = NodeConfig::from_toml(half, "node.toml").unwrap_err();
+        assert!(
+            matches!(error, ConfigError::ClientCertIncomplete { .. }),
+            "{error:?}"
+        );
+
+        let no_ca = "[broker]\nclient_cert = \"/n.pem\"\nclient_key = \"/n.key\"";
+        let error = NodeConfig::from_toml(no_ca, "node.toml").unwrap_err();
+        assert!(
+            matches!(error, ConfigError::CaFileMissing { .. }),
+            "{error:?}"
+        );
     }
 
     #[test]

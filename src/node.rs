@@ -480,6 +480,7 @@ fn bus_child(
     let mut bridge_config = BridgeConfig::new(url, config.node_id.clone());
     bridge_config.clock = clock;
     bridge_config.keepalive = keepalive;
+    bridge_config.tls = config.tls.clone();
     bridge_config.route_queue = NODE_ROUTE_QUEUE;
     bridge_config
         .validate()

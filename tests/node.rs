@@ -18,6 +18,7 @@ fn config(data_dir: &Path) -> NodeConfig {
         node_id: "test-node".parse().unwrap(),
         data_dir: data_dir.to_path_buf(),
         broker: BrokerChoice::InProcess,
+        tls: None,
     }
 }
 

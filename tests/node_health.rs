@@ -28,6 +28,7 @@ fn config(node: &str, data_dir: &Path, url: &BrokerUrl) -> NodeConfig {
         node_id: node.parse().unwrap(),
         data_dir: data_dir.to_path_buf(),
         broker: BrokerChoice::External { url: url.clone() },
+        tls: None,
     }
 }
 

@@ -20,6 +20,7 @@ fn config(data_dir: &Path, broker: BrokerChoice) -> NodeConfig {
         node_id: "hub".parse().unwrap(),
         data_dir: data_dir.to_path_buf(),
         broker,
+        tls: None,
     }
 }
 
@@ -111,4 +112,27 @@ async fn embedded_broker_address_in_use_names_fixes() {
     assert!(error.contains("already in use"), "{error}");
     assert!(error.contains("--broker mqtt://"), "{error}");
     assert!(error.contains("--listen"), "{error}");
+}
+
+#[tokio::test]
+async fn node_connects_over_tls() {
+    let pki = alicia_testkit::TestPki::generate().unwrap();
+    let broker = Mosquitto::start_tls(&pki, alicia_testkit::ClientAuth::None).unwrap();
+    let url = BrokerUrl::parse(&broker.url()).unwrap();
+    assert!(broker.url().starts_with("mqtts://"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), BrokerChoice::External { url });
+    config.tls = Some(alicia::mqtt_bridge::bridge::TlsFiles {
+        ca_file: pki.ca_file(),
+        client: None,
+    });
+
+    let node = Node::builder(config).start().await.unwrap();
+
+    assert!(
+        node.bridge().unwrap().wait_connected(WAIT).await,
+        "{}",
+        broker.log()
+    );
+    node.shutdown().await.unwrap();
 }

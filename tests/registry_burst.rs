@@ -43,6 +43,7 @@ async fn registry_burst_loses_no_message() {
         node_id: "hub".parse().unwrap(),
         data_dir: dir.path().to_path_buf(),
         broker: BrokerChoice::External { url: url.clone() },
+        tls: None,
     };
     let node = Node::builder(config).start().await.unwrap();
     let bridge = node.bridge().unwrap().clone();

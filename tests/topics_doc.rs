@@ -137,6 +137,7 @@ async fn registry_section() -> String {
         node_id: "hub".parse().unwrap(),
         data_dir: dir.path().to_path_buf(),
         broker: BrokerChoice::InProcess,
+        tls: None,
     };
     let node = Node::builder(config)
         .clock(clock.shared())
