@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install-test-deps.sh
 
+# The crash-safety test runs the example node as a child process. `cargo test --all-targets`
+# builds examples only as test harnesses, so the real binary is built here first.
+cargo build --locked -p alicia --example node
+
 # Arguments select what to test (for example `-p alicia-core`); without any, the whole workspace.
 if [ $# -eq 0 ]; then
     set -- --workspace
