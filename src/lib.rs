@@ -14,3 +14,8 @@ pub mod metrics;
 pub mod node;
 
 pub use node::{Node, NodeBuilder, NodeError};
+
+/// Compiles the README's Rust example as a doc test, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
