@@ -125,3 +125,30 @@ async fn supervision_tree_lists_services() {
     }
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn misspelled_field_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::builder(config(dir.path())).start().await.unwrap();
+    let spec = json!({"id": "lamp-1", "type": "light", "name": "Lamp", "locaton": "kitchen"});
+    let request = Envelope::new(
+        SourceId::new("script").unwrap(),
+        spec,
+        node.bus().clock().as_ref(),
+    );
+    let topic = TopicName::new("alicia/registry/request/register").unwrap();
+
+    let reply = node
+        .bus()
+        .request::<_, Registration>(&topic, request, WAIT)
+        .await;
+
+    match reply {
+        Err(alicia::core::bus::BusError::Remote { code, message, .. }) => {
+            assert_eq!(code, "invalid_request");
+            assert!(message.contains("locaton"), "{message}");
+        }
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+    node.shutdown().await.unwrap();
+}

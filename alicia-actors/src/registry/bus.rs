@@ -88,6 +88,7 @@ pub async fn publish_event(
 
 /// The body of a request that names one device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeviceRequest {
     /// The device.
     pub device_id: DeviceId,

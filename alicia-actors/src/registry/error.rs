@@ -142,7 +142,9 @@ impl RegistryError {
     /// Returns a stable, machine-readable code for the error, as MQTT replies carry it.
     pub fn code(&self) -> &'static str {
         match self {
-            RegistryError::Invalid { .. } => "invalid",
+            // The same code the bus sends for a request it cannot decode, so a client handles
+            // every rejected input alike.
+            RegistryError::Invalid { .. } => alicia_core::bus::error_code::INVALID_REQUEST,
             RegistryError::IdentifierConflict { .. } => "identifier_conflict",
             RegistryError::DeviceLimitReached { .. } => "device_limit_reached",
             RegistryError::DeviceNotFound { .. } => "device_not_found",

@@ -13,8 +13,10 @@ use alicia_core::id::validate_id;
 use alicia_core::{DeviceId, IdError, Timestamp};
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// A registration request: every field a device record has, before validation.
+/// A registration request: every field a device record has, before validation. Unknown keys
+/// are rejected, so a misspelled field is an error instead of a silently empty value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeviceSpec {
     /// Device id, a valid [`DeviceId`] other than the reserved `status` and `registry`.
     pub id: String,
@@ -137,6 +139,7 @@ impl DeviceRecord {
 
 /// One thing a device can do, such as `on_off`, `brightness` or `temperature`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Capability {
     /// Capability name, a lowercase token unique within the device.
     pub name: String,
@@ -166,6 +169,7 @@ impl Capability {
 /// Stored with postcard, which writes every field in order, so no field may be skipped when
 /// serializing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Property {
     /// Property name, a lowercase token unique within the capability.
     pub name: String,
@@ -563,6 +567,7 @@ pub struct GroupView {
 /// Results come in device id order, `limit` at a time. To read the next page, set `after` to
 /// the [`DevicePage::next_after`] of the previous page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeviceQuery {
     /// Only devices of this type.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
