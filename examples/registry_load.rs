@@ -5,7 +5,7 @@
 //! cargo run --release --example registry_load -- --devices 100000
 //! ```
 //!
-//! It runs on two brokers, both on 127.0.0.1: the embedded rumqttd, then a private Mosquitto with
+//! It first runs on the node's in-process bus (no MQTT), then on two brokers, both on 127.0.0.1: the embedded rumqttd, then a private Mosquitto with
 //! its default queue limits from `alicia-testkit`. On each it starts a node with a fresh database,
 //! and a second MQTT client sends registration requests, `--in-flight` of them at a time. A
 //! registration counts when its reply arrives, which the registry sends only after the durable
@@ -84,6 +84,11 @@ async fn run(args: &Args) -> Result<(), String> {
 
     let bare = bare_redb(args)?;
     print_rate("bare redb insert", &bare, None);
+
+    // The same requests on the in-process bus separate the registry's own cost from the MQTT
+    // path's.
+    let in_process = in_process_node(args).await?;
+    print_rate("node, in-process bus", &in_process, Some(&bare));
 
     let embedded = through_node(args, NodeBroker::Embedded).await?;
     print_rate("node, embedded broker", &embedded, Some(&bare));
@@ -232,6 +237,19 @@ async fn through_node(args: &Args, broker: NodeBroker) -> Result<Run, String> {
     if let Some(actor) = client.actor() {
         actor.stop(None);
     }
+    node.shutdown()
+        .await
+        .map_err(|error| format!("stopping the node failed: {error}"))?;
+    result
+}
+
+/// Starts a node on the in-process bus with a fresh database and registers devices through its
+/// own bus, with the same envelopes and JSON as over MQTT.
+async fn in_process_node(args: &Args) -> Result<Run, String> {
+    let dir = tempfile::tempdir()
+        .map_err(|error| format!("creating a temporary directory failed: {error}"))?;
+    let node = start_node(dir.path(), BrokerChoice::InProcess).await?;
+    let result = register_all(args, node.bus()).await;
     node.shutdown()
         .await
         .map_err(|error| format!("stopping the node failed: {error}"))?;
