@@ -30,52 +30,38 @@ const REPLY_SPEC: &str = "client.reply";
 /// besides what [`BusCommand::Describe`] returned when it connected.
 #[derive(Debug, Clone)]
 pub struct Bus {
-    endpoint: Endpoint,
+    /// The bus actor's current incarnation. A plain actor is wrapped with
+    /// [`ChildHandle::unsupervised`], so calls fail once it stops; a supervised one is followed
+    /// across restarts, with calls waiting up to the handle's wait bound during a restart.
+    actor: ChildHandle<BusCommand>,
     info: BusInfo,
-}
-
-/// How a [`Bus`] reaches its bus actor.
-#[derive(Debug, Clone)]
-enum Endpoint {
-    /// One actor; once it stops, every call fails with [`BusError::Unavailable`].
-    Actor(ActorRef<BusCommand>),
-    /// A supervised bus actor, reached in its current incarnation. During a restart gap a call
-    /// waits up to the handle's wait bound for the next incarnation.
-    Supervised(ChildHandle<BusCommand>),
 }
 
 impl Bus {
     /// Connects to a running bus actor and reads its client id, clock and decode limits.
     pub async fn connect(actor: ActorRef<BusCommand>) -> Result<Self, BusError> {
-        Self::connect_to(Endpoint::Actor(actor)).await
+        Self::connect_supervised(ChildHandle::unsupervised(actor)).await
     }
 
     /// Connects to a supervised bus actor through its stable handle, so the `Bus` keeps working
     /// after the bus actor restarts. Routes belong to the incarnation that accepted them: when
     /// the bus actor restarts, its subscribers must subscribe again, which a rest-for-one
     /// supervisor with the bus started first arranges by restarting them too.
-    pub async fn connect_supervised(handle: ChildHandle<BusCommand>) -> Result<Self, BusError> {
-        Self::connect_to(Endpoint::Supervised(handle)).await
-    }
-
-    async fn connect_to(endpoint: Endpoint) -> Result<Self, BusError> {
-        let actor = resolve(&endpoint, || "describing the bus".to_owned()).await?;
+    pub async fn connect_supervised(actor: ChildHandle<BusCommand>) -> Result<Self, BusError> {
+        let current = resolve(&actor, || "describing the bus".to_owned()).await?;
         let info = call(
-            &actor,
+            &current,
             |reply| BusCommand::Describe { reply },
             || "describing the bus".to_owned(),
         )
         .await?;
-        Ok(Self { endpoint, info })
+        Ok(Self { actor, info })
     }
 
     /// Returns the bus actor's current incarnation, for stopping it; `None` while a supervised
     /// bus actor is between incarnations or stopped.
     pub fn actor(&self) -> Option<ActorRef<BusCommand>> {
-        match &self.endpoint {
-            Endpoint::Actor(actor) => Some(actor.clone()),
-            Endpoint::Supervised(handle) => handle.current(),
-        }
+        self.actor.current()
     }
 
     /// Returns the bus's client id, which names its reply namespace.
@@ -222,7 +208,7 @@ impl Bus {
         };
 
         let operation = || format!("request to \"{topic}\"");
-        let actor = resolve(&self.endpoint, operation).await?;
+        let actor = resolve(&self.actor, operation).await?;
         let outcome = actor
             .call(
                 |reply| BusCommand::Request {
@@ -346,28 +332,23 @@ impl Bus {
         B: FnOnce(RpcReplyPort<R>) -> BusCommand,
         O: Fn() -> String,
     {
-        let actor = resolve(&self.endpoint, &operation).await?;
+        let actor = resolve(&self.actor, &operation).await?;
         call(&actor, build, operation).await
     }
 }
 
 /// Finds the bus actor to send to, waiting for a supervised one within its handle's bound.
 async fn resolve<O: Fn() -> String>(
-    endpoint: &Endpoint,
+    actor: &ChildHandle<BusCommand>,
     operation: O,
 ) -> Result<ActorRef<BusCommand>, BusError> {
-    match endpoint {
-        Endpoint::Actor(actor) => Ok(actor.clone()),
-        Endpoint::Supervised(handle) => {
-            handle
-                .running()
-                .await
-                .map_err(|error: CallError| BusError::Unavailable {
-                    operation: operation(),
-                    reason: error.to_string(),
-                })
-        }
-    }
+    actor
+        .running()
+        .await
+        .map_err(|error: CallError| BusError::Unavailable {
+            operation: operation(),
+            reason: error.to_string(),
+        })
 }
 
 /// Sends one command and waits for the reply without a timeout, because the bus replies to every
