@@ -1,6 +1,6 @@
 //! Time as the rest of Alicia reads it.
 //!
-//! Every expiry decision (tokens, certificates, heartbeats, alerts, backoff) asks a [`Clock`] for
+//! Every expiry decision (tokens, certificates, heartbeats, alerts, backoff) reads a [`Clock`] for
 //! the time instead of calling the operating system, so tests can put a [`ManualClock`] at exactly
 //! the boundary they check, without sleeping.
 
@@ -22,13 +22,13 @@ impl Timestamp {
         self.0
     }
 
-    /// The time `duration` after this one, saturating at the maximum.
+    /// Returns the time `duration` after this one, saturating at the maximum.
     pub fn saturating_add(self, duration: Duration) -> Timestamp {
         let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
         Timestamp(self.0.saturating_add(millis))
     }
 
-    /// The time elapsed from `earlier` to this one, or zero if `earlier` is later.
+    /// Returns the time elapsed from `earlier` to this one, or zero if `earlier` is later.
     pub fn saturating_duration_since(self, earlier: Timestamp) -> Duration {
         Duration::from_millis(self.0.saturating_sub(earlier.0))
     }
@@ -45,7 +45,7 @@ impl fmt::Display for Timestamp {
 /// `now` is wall-clock time (it can jump when the system clock is set); `monotonic` never goes
 /// backwards and is what intervals and timeouts measure.
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
-    /// The current wall-clock time.
+    /// Returns the current wall-clock time.
     fn now(&self) -> Timestamp;
 
     /// Time since an arbitrary fixed origin; never decreases.
@@ -62,14 +62,14 @@ pub struct SystemClock {
 }
 
 impl SystemClock {
-    /// A system clock whose monotonic origin is the moment of this call.
+    /// Creates a system clock whose monotonic origin is the moment of this call.
     pub fn new() -> Self {
         Self {
             origin: std::time::Instant::now(),
         }
     }
 
-    /// A system clock behind a [`SharedClock`] handle.
+    /// Creates a system clock behind a [`SharedClock`] handle.
     pub fn shared() -> SharedClock {
         Arc::new(Self::new())
     }
@@ -95,7 +95,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to, for tests.
+/// A clock that moves only when a test moves it.
 ///
 /// Clones share the same time, so a test keeps one clone and hands another to the code under test.
 /// Wall-clock and monotonic time advance together; [`ManualClock::set`] moves only the wall clock,
@@ -114,7 +114,7 @@ struct ManualClockState {
 }
 
 impl ManualClock {
-    /// A manual clock reading `start`, with its monotonic time at zero.
+    /// Creates a manual clock reading `start`, with its monotonic time at zero.
     pub fn new(start: Timestamp) -> Self {
         Self {
             inner: Arc::new(ManualClockState {

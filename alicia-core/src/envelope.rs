@@ -97,7 +97,7 @@ impl<T> Envelope<T> {
         self
     }
 
-    /// The id of this message, unique with overwhelming probability.
+    /// Returns the id of this message, unique with overwhelming probability.
     pub fn message_id(&self) -> MessageId {
         self.message_id
     }
@@ -107,32 +107,32 @@ impl<T> Envelope<T> {
         self.timestamp
     }
 
-    /// Who sent the message.
+    /// Returns the sender of the message.
     pub fn source(&self) -> &SourceId {
         &self.source
     }
 
-    /// The message id of the request that this message replies to, if it is a reply.
+    /// Returns the message id of the request that this message replies to, if it is a reply.
     pub fn correlation_id(&self) -> Option<MessageId> {
         self.correlation_id
     }
 
-    /// The topic where the sender expects a reply, if it expects one.
+    /// Returns the topic where the sender expects a reply, if it expects one.
     pub fn reply_to(&self) -> Option<&TopicName> {
         self.reply_to.as_ref()
     }
 
-    /// The auth token the sender attached, if any.
+    /// Returns the auth token the sender attached, if any.
     pub fn auth_token(&self) -> Option<&AuthToken> {
         self.auth_token.as_ref()
     }
 
-    /// The message body.
+    /// Returns the message body.
     pub fn body(&self) -> &T {
         &self.body
     }
 
-    /// The message body, mutable.
+    /// Returns the message body, mutable.
     pub fn body_mut(&mut self) -> &mut T {
         &mut self.body
     }
@@ -197,22 +197,22 @@ impl MessageId {
         Self(rand::random())
     }
 
-    /// The id with the given numeric value.
+    /// Creates the id with the given numeric value.
     pub const fn from_u128(value: u128) -> Self {
         Self(value)
     }
 
-    /// The id's numeric value.
+    /// Returns the id's numeric value.
     pub const fn as_u128(self) -> u128 {
         self.0
     }
 
-    /// The id's 16 bytes, big-endian, as postcard carries them.
+    /// Returns the id's 16 bytes, big-endian, as postcard carries them.
     pub const fn to_bytes(self) -> [u8; 16] {
         self.0.to_be_bytes()
     }
 
-    /// The id whose big-endian bytes are `bytes`.
+    /// Creates the id whose big-endian bytes are `bytes`.
     pub const fn from_bytes(bytes: [u8; 16]) -> Self {
         Self(u128::from_be_bytes(bytes))
     }
@@ -371,7 +371,7 @@ impl SourceId {
         Ok(Self(value))
     }
 
-    /// The id as a string slice.
+    /// Returns the id as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -22,13 +22,13 @@ pub const MAX_ID_LEN: usize = 64;
 /// The id rule, in words, as error messages quote it.
 pub const ID_RULE: &str = "ids are 1 to 64 characters from ASCII letters, digits, '-', '_' and '.'";
 
-/// Why a string is not a valid id.
+/// The reason a string is not a valid id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
     /// The string is empty.
     #[error("{kind} id is empty: {ID_RULE}")]
     Empty {
-        /// Which id was being parsed ("device", "service", ...).
+        /// The kind of id being parsed ("device", "service", ...).
         kind: &'static str,
     },
 

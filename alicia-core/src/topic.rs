@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// Maximum length of a topic name or filter in bytes, fixed by the MQTT length prefix.
 pub const MAX_TOPIC_LEN: usize = 65_535;
 
-/// Why a string is not a valid topic name or filter.
+/// The reason a string is not a valid topic name or filter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopicError {
     /// The string is empty; MQTT requires at least one character.
@@ -49,7 +49,7 @@ pub enum TopicError {
         topic: String,
         /// The wildcard found.
         wildcard: char,
-        /// The level that holds it, counted from 1.
+        /// The level that contains it, counted from 1.
         level: usize,
     },
 
@@ -64,7 +64,7 @@ pub enum TopicError {
         level_text: String,
         /// The wildcard found.
         wildcard: char,
-        /// The level that holds it, counted from 1.
+        /// The level that contains it, counted from 1.
         level: usize,
     },
 
@@ -75,7 +75,7 @@ pub enum TopicError {
     MultiLevelNotLast {
         /// The rejected filter, escaped.
         topic: String,
-        /// The level that holds `#`, counted from 1.
+        /// The level that contains `#`, counted from 1.
         level: usize,
     },
 }
@@ -180,12 +180,12 @@ impl TopicName {
         Ok(Self(topic))
     }
 
-    /// The topic as a string slice.
+    /// Returns the topic as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// The topic's levels, split at `/`; empty levels included.
+    /// Returns the topic's levels, split at `/`, empty levels included.
     pub fn levels(&self) -> std::str::Split<'_, char> {
         self.0.split('/')
     }
@@ -204,17 +204,17 @@ impl TopicFilter {
         Ok(Self(filter))
     }
 
-    /// The filter as a string slice.
+    /// Returns the filter as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// The filter's levels, split at `/`; empty levels included.
+    /// Returns the filter's levels, split at `/`, empty levels included.
     pub fn levels(&self) -> std::str::Split<'_, char> {
         self.0.split('/')
     }
 
-    /// Whether the filter contains `+` or `#`.
+    /// Returns whether the filter contains `+` or `#`.
     pub fn has_wildcards(&self) -> bool {
         self.levels().any(|level| level == "+" || level == "#")
     }
@@ -303,7 +303,7 @@ fn starts_with_wildcard(filter: &str) -> bool {
 }
 
 impl From<TopicName> for TopicFilter {
-    /// A topic name is a filter that matches exactly itself.
+    /// Converts a topic name into the filter that matches exactly that topic.
     fn from(name: TopicName) -> Self {
         TopicFilter(name.0)
     }

@@ -36,11 +36,11 @@ pub const MOSQUITTO_BIN_ENV: &str = "ALICIA_MOSQUITTO";
 /// How long [`Mosquitto::start`] waits for the broker to accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How many free ports are tried before giving up; another process may take a port between the
+/// How many free ports are tried before giving up. Another process may take a port between the
 /// moment it is found free and the moment Mosquitto binds it.
 const START_ATTEMPTS: usize = 3;
 
-/// Why a test broker could not be started.
+/// A failure to start a test broker.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     /// No `mosquitto` binary was found.
@@ -201,29 +201,29 @@ impl Mosquitto {
         })
     }
 
-    /// The port the broker listens on, on 127.0.0.1.
+    /// Returns the port the broker listens on, on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// The broker's address.
+    /// Returns the broker's address.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
     }
 
-    /// The broker URL in the form Alicia's bridge takes: `mqtt://127.0.0.1:PORT`, or
+    /// Returns the broker URL in the form Alicia's bridge takes: `mqtt://127.0.0.1:PORT`, or
     /// `mqtts://127.0.0.1:PORT` for a broker from [`start_tls`](Self::start_tls).
     pub fn url(&self) -> String {
         let scheme = if self.tls { "mqtts" } else { "mqtt" };
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
-    /// The configuration file the broker was started with.
+    /// Returns the configuration file the broker was started with.
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("mosquitto.conf")
     }
 
-    /// The broker's log so far, for assertions and failure messages.
+    /// Returns the broker's log so far, for assertions and failure messages.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
     }

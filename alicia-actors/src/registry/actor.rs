@@ -58,7 +58,7 @@ impl Default for RegistryConfig {
     }
 }
 
-/// What the registry actor starts with.
+/// The registry actor's start arguments.
 #[derive(Debug)]
 pub struct RegistryArgs {
     /// The node's store, in which the registry owns the tables named `registry.*`.
@@ -144,7 +144,7 @@ pub enum RegistryMessage {
 /// validated and staged, and the batch is committed by a `CommitRegistrations` message that the
 /// actor sends itself when the first registration is staged. Registrations already in the
 /// mailbox are handled before that message, so a burst shares one fsync. Every other request
-/// commits the staged batch first, so it sees every acknowledged registration.
+/// commits the staged batch first, so it reads every acknowledged registration.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RegistryActor;
 
@@ -624,7 +624,7 @@ impl RegistryState {
 
     /// Commits every staged registration in one durable transaction, then acknowledges them.
     ///
-    /// If the commit fails, every staged registration is answered with the error and none is
+    /// If the commit fails, every staged registration gets the error as its reply and none is
     /// applied in memory.
     async fn commit_pending(&mut self) {
         let pending = std::mem::take(&mut self.pending);
@@ -633,7 +633,7 @@ impl RegistryState {
         }
 
         // NOTE: the commit and its fsync run on the actor's runtime thread and block it for the
-        // commit's duration; moving store writes to a blocking thread would free it.
+        // commit's duration. Moving store writes to a blocking thread would free it.
         let result = self.store.write(|transaction| {
             for staged in &pending.staged {
                 tables::put_device(transaction, &staged.record, staged.previous.as_ref())?;

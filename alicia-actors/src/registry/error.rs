@@ -72,9 +72,9 @@ pub enum RegistryError {
         owner: DeviceId,
     },
 
-    /// The registry holds the configured maximum number of devices.
+    /// The registry contains the configured maximum number of devices.
     #[error(
-        "device \"{device_id}\" cannot be registered: the registry holds its maximum of {max} devices; deregister unused devices or raise RegistryConfig::max_devices"
+        "device \"{device_id}\" cannot be registered: the registry contains its maximum of {max} devices; deregister unused devices or raise RegistryConfig::max_devices"
     )]
     DeviceLimitReached {
         /// The device whose registration was rejected.
@@ -121,7 +121,7 @@ pub enum RegistryError {
         reason: String,
     },
 
-    /// The registry actor did not answer.
+    /// The registry actor did not reply.
     #[error(
         "the device registry is not running or did not answer ({reason}): check that the node started it"
     )]

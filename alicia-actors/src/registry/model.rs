@@ -464,7 +464,7 @@ pub enum RegisterOutcome {
     Unchanged,
 }
 
-/// The answer to a registration: what happened and the stored record.
+/// The reply to a registration: its outcome and the stored record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Registration {
     /// What the registration changed.
@@ -509,7 +509,7 @@ where
 pub struct GroupId(String);
 
 impl GroupId {
-    /// What error messages call this kind of id.
+    /// The name error messages use for this kind of id.
     pub const KIND: &'static str = "group";
 
     /// Validates `value` and wraps it.
@@ -519,7 +519,7 @@ impl GroupId {
         Ok(Self(value))
     }
 
-    /// The id as a string slice.
+    /// Returns the id as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
     }
