@@ -273,16 +273,20 @@ impl TopicFilter {
 
         let mut own_levels = self.levels();
         let mut acl_levels = acl.levels();
-        let mut is_first_level = true;
+        // Whether the levels before the current one join to the empty string, which is not a
+        // valid topic name: no level yet, or one empty level (the filter starts with `/`).
+        let mut prefix_is_empty = true;
+        let mut at_start = true;
         loop {
-            match (own_levels.next(), acl_levels.next()) {
+            let own_level = own_levels.next();
+            match (own_level, acl_levels.next()) {
                 // `#` in the ACL matches whatever this filter has left, including nothing.
                 (_, Some("#")) => return true,
-                // `#` here may match no further level, which `+` rejects, except at the first
-                // level because a topic name is never empty. `#` is always the last level, so
-                // `acl` must end with `#` right after this `+`.
+                // `#` here may match no further level, which `+` rejects, unless the levels
+                // before it join to an empty topic, which no valid topic name is. `#` is always
+                // the last level, so `acl` must end with `#` right after this `+`.
                 (Some("#"), Some("+")) => {
-                    return is_first_level && acl_levels.next() == Some("#");
+                    return prefix_is_empty && acl_levels.next() == Some("#");
                 }
                 (Some("#"), _) => return false,
                 (Some("+"), Some("+")) => {}
@@ -292,7 +296,8 @@ impl TopicFilter {
                 (None, None) => return true,
                 _ => return false,
             }
-            is_first_level = false;
+            prefix_is_empty = prefix_is_empty && at_start && own_level == Some("");
+            at_start = false;
         }
     }
 }
@@ -618,6 +623,8 @@ mod tests {
             ("root hash by prefixed hash", "#", "a/#", false),
             ("root hash by root hash", "#", "#", true),
             ("root hash by plus hash", "#", "+/#", true),
+            ("empty-level hash by two levels", "/#", "+/+/#", true),
+            ("empty-level hash by exact two", "/#", "+/+", false),
             ("root hash by plus", "#", "+", false),
             ("root hash by two plus hash", "#", "+/+/#", false),
             ("plus hash by root hash", "+/#", "#", true),
