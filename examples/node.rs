@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use alicia::config::tls_files;
 use alicia::core::NodeId;
-use alicia::mqtt_bridge::{BrokerUrl, Transport};
+use alicia::mqtt_bridge::{BrokerUrl, MqttVersion, Transport};
 use alicia::{BrokerChoice, Node, NodeConfig};
 use clap::Parser;
 
@@ -33,6 +33,10 @@ struct Args {
     /// embedded one.
     #[arg(long, value_name = "URL", conflicts_with = "listen")]
     broker: Option<BrokerUrl>,
+
+    /// MQTT version to speak to the --broker: 5 (default) or 3.1.1 for brokers without MQTT 5.
+    #[arg(long, value_name = "VERSION", requires = "broker")]
+    mqtt_version: Option<MqttVersion>,
 
     /// Address the embedded broker listens on [default: 127.0.0.1:1883].
     #[arg(long, value_name = "ADDR")]
@@ -120,7 +124,10 @@ fn node_config(args: &Args) -> Result<NodeConfig, String> {
         config.data_dir = data_dir.clone();
     }
     if let Some(url) = &args.broker {
-        config.broker = BrokerChoice::External { url: url.clone() };
+        config.broker = BrokerChoice::External {
+            url: url.clone(),
+            protocol: args.mqtt_version.unwrap_or_default(),
+        };
     }
     if let Some(listen) = args.listen {
         config.broker = BrokerChoice::Embedded { listen };
@@ -140,12 +147,12 @@ fn node_config(args: &Args) -> Result<NodeConfig, String> {
 fn print_welcome(node: &Node, config: &NodeConfig) {
     let (host, port) = match (&config.broker, node.broker_addr()) {
         (_, Some(address)) => (address.ip().to_string(), address.port()),
-        (BrokerChoice::External { url }, None) => (url.host().to_owned(), url.port()),
+        (BrokerChoice::External { url, .. }, None) => (url.host().to_owned(), url.port()),
         _ => ("127.0.0.1".to_owned(), 1883),
     };
     let broker = match &config.broker {
         BrokerChoice::Embedded { .. } => format!("embedded, listening on {host}:{port}"),
-        BrokerChoice::External { url } => {
+        BrokerChoice::External { url, .. } => {
             let connected = node.bridge().is_some_and(|bridge| bridge.is_connected());
             let state = if connected {
                 "connected"
@@ -157,7 +164,9 @@ fn print_welcome(node: &Node, config: &NodeConfig) {
         BrokerChoice::InProcess => "none (in-process bus only)".to_owned(),
     };
     let tls = match &config.broker {
-        BrokerChoice::External { url } if url.transport() == Transport::Tls => " --cafile CA.pem",
+        BrokerChoice::External { url, .. } if url.transport() == Transport::Tls => {
+            " --cafile CA.pem"
+        }
         _ => "",
     };
     let (host, port) = (format!("{host}{tls}"), port);

@@ -23,7 +23,7 @@ use alicia::actors::registry::validate_spec;
 use alicia::actors::registry::{Capability, DeviceSpec, Property, Registration, ValueType};
 use alicia::core::bus::Bus;
 use alicia::core::{Envelope, SourceId, Timestamp, TopicName};
-use alicia::mqtt_bridge::{BridgeConfig, BrokerUrl, MqttBridge};
+use alicia::mqtt_bridge::{BridgeConfig, BrokerUrl, MqttBridge, MqttVersion};
 use alicia::{BrokerChoice, Node, NodeConfig};
 use clap::Parser;
 
@@ -201,14 +201,21 @@ fn bare_redb(args: &Args) -> Result<Run, String> {
 async fn through_node(args: &Args, broker: NodeBroker) -> Result<Run, String> {
     let dir = tempfile::tempdir()
         .map_err(|error| format!("creating a temporary directory failed: {error}"))?;
-    let (choice, external_url) = match broker {
+    let (choice, external_url, version) = match broker {
         NodeBroker::Embedded => {
             let listen = "127.0.0.1:0"
                 .parse()
                 .map_err(|_| "invalid listen address")?;
-            (BrokerChoice::Embedded { listen }, None)
+            (BrokerChoice::Embedded { listen }, None, MqttVersion::V311)
         }
-        NodeBroker::External(url) => (BrokerChoice::External { url: url.clone() }, Some(url)),
+        NodeBroker::External(url) => (
+            BrokerChoice::External {
+                url: url.clone(),
+                protocol: MqttVersion::V5,
+            },
+            Some(url),
+            MqttVersion::V5,
+        ),
     };
     let node = start_node(dir.path(), choice).await?;
     let url = match (node.broker_addr(), external_url) {
@@ -222,7 +229,8 @@ async fn through_node(args: &Args, broker: NodeBroker) -> Result<Run, String> {
     let config = BridgeConfig::new(
         url.clone(),
         "registry-load".parse().map_err(|_| "invalid client id")?,
-    );
+    )
+    .with_protocol(version);
     let (client, handle, _join) = MqttBridge::spawn(config)
         .await
         .map_err(|error| format!("starting the load client failed: {error}"))?;

@@ -9,6 +9,9 @@
 //! listen = "127.0.0.1:1883"
 //! # ... or connect to an external one (not both):
 //! # url = "mqtt://127.0.0.1:1883"
+//! # The protocol version for the external broker: "5" (the default) or "3.1.1" for brokers
+//! # without MQTT 5. The embedded broker always speaks 3.1.1.
+//! # mqtt_version = "5"
 //! # For an mqtts:// URL: the CA that signed the broker's certificate, and a client certificate
 //! # and key for brokers that require one.
 //! # ca_file = "/etc/alicia/ca.pem"
@@ -25,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use alicia_core::NodeId;
 use alicia_mqtt_bridge::BrokerUrl;
-use alicia_mqtt_bridge::bridge::{ClientCertFiles, TlsFiles};
+use alicia_mqtt_bridge::bridge::{ClientCertFiles, MqttVersion, TlsFiles};
 use serde::Deserialize;
 
 /// Address of the embedded broker when none is configured: loopback only, the standard port.
@@ -47,6 +50,8 @@ pub enum BrokerChoice {
     External {
         /// The broker's URL.
         url: BrokerUrl,
+        /// The protocol version to speak to it.
+        protocol: MqttVersion,
     },
     /// No MQTT at all: the services talk over the in-process bus only. For applications that
     /// embed Alicia without a broker, and for tests. Only the builder API selects it.
@@ -105,6 +110,15 @@ pub enum ConfigError {
         origin: String,
     },
 
+    /// An MQTT version was given for the embedded broker, which speaks only 3.1.1.
+    #[error(
+        "configuration {origin} is invalid: [broker] sets `mqtt_version` without `url`; the embedded broker always speaks MQTT 3.1.1, so set `mqtt_version` only for an external broker"
+    )]
+    VersionWithoutUrl {
+        /// The file name, or a description of where the text came from.
+        origin: String,
+    },
+
     /// Both an embedded listen address and an external URL were given.
     #[error(
         "configuration {origin} is invalid: [broker] sets both `listen` (embedded broker) and `url` (external broker); keep only one"
@@ -130,6 +144,7 @@ struct FileConfig {
 struct FileBroker {
     listen: Option<SocketAddr>,
     url: Option<BrokerUrl>,
+    mqtt_version: Option<String>,
     ca_file: Option<PathBuf>,
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
@@ -167,15 +182,39 @@ impl NodeConfig {
         })?;
 
         let defaults = NodeConfig::default();
+        let protocol = match &file.broker.mqtt_version {
+            None => None,
+            Some(text) => {
+                Some(
+                    text.parse::<MqttVersion>()
+                        .map_err(|error| ConfigError::Invalid {
+                            origin: origin.to_owned(),
+                            message: format!("[broker] mqtt_version: {error}"),
+                        })?,
+                )
+            }
+        };
         let broker = match (file.broker.listen, file.broker.url) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::BrokerConflict {
                     origin: origin.to_owned(),
                 });
             }
-            (None, Some(url)) => BrokerChoice::External { url },
-            (Some(listen), None) => BrokerChoice::Embedded { listen },
-            (None, None) => defaults.broker,
+            (None, Some(url)) => BrokerChoice::External {
+                url,
+                protocol: protocol.unwrap_or_default(),
+            },
+            (listen, None) => {
+                if protocol.is_some() {
+                    return Err(ConfigError::VersionWithoutUrl {
+                        origin: origin.to_owned(),
+                    });
+                }
+                match listen {
+                    Some(listen) => BrokerChoice::Embedded { listen },
+                    None => defaults.broker,
+                }
+            }
         };
 
         let tls = tls_files(
@@ -252,8 +291,35 @@ mod tests {
         assert_eq!(
             config.broker,
             BrokerChoice::External {
-                url: BrokerUrl::parse("mqtt://127.0.0.1:1884").unwrap()
+                url: BrokerUrl::parse("mqtt://127.0.0.1:1884").unwrap(),
+                protocol: MqttVersion::V5,
             }
+        );
+    }
+
+    #[test]
+    fn config_reads_mqtt_version() {
+        let text = "[broker]\nurl = \"mqtt://127.0.0.1:1884\"\nmqtt_version = \"3.1.1\"";
+        let config = NodeConfig::from_toml(text, "test").unwrap();
+        assert!(
+            matches!(
+                config.broker,
+                BrokerChoice::External {
+                    protocol: MqttVersion::V311,
+                    ..
+                }
+            ),
+            "{config:?}"
+        );
+    }
+
+    #[test]
+    fn config_rejects_mqtt_version_for_embedded_broker() {
+        let text = "[broker]\nlisten = \"127.0.0.1:1883\"\nmqtt_version = \"5\"";
+        let error = NodeConfig::from_toml(text, "node.toml").unwrap_err();
+        assert!(
+            matches!(error, ConfigError::VersionWithoutUrl { .. }),
+            "{error:?}"
         );
     }
 
@@ -278,6 +344,10 @@ mod tests {
             ("[broker]\nlisten = \"localhost\"", "listen"),
             ("[broker]\nport = 1883", "port"),
             ("node_id = ", "node_id"),
+            (
+                "[broker]\nurl = \"mqtt://x\"\nmqtt_version = \"3.1\"",
+                "unknown MQTT version \"3.1\"",
+            ),
         ];
         for (text, expected) in cases {
             let error = NodeConfig::from_toml(text, "node.toml").unwrap_err();

@@ -33,7 +33,7 @@ use alicia_core::supervisor::{
 use alicia_core::{NodeId, SharedClock, SourceId, SystemClock};
 #[cfg(feature = "embedded-broker")]
 use alicia_mqtt_bridge::broker::{EmbeddedBroker, EmbeddedBrokerConfig};
-use alicia_mqtt_bridge::{BridgeConfig, BridgeHandle, BrokerUrl, MqttBridge};
+use alicia_mqtt_bridge::{BridgeConfig, BridgeHandle, BrokerUrl, MqttBridge, MqttVersion};
 use std::sync::Arc;
 
 use alicia_actors::health::spawn_alert_publisher;
@@ -458,7 +458,7 @@ fn bus_child(
         clock,
         keepalive,
     } = settings;
-    let url = match (&config.broker, embedded_url) {
+    let (url, protocol) = match (&config.broker, embedded_url) {
         (BrokerChoice::InProcess, _) => {
             let child = ChildSpec::new(child_id("bus"), move || {
                 let config = LocalBusConfig::new(client.clone()).with_clock(clock.clone());
@@ -466,8 +466,9 @@ fn bus_child(
             });
             return Ok((child, None));
         }
-        (BrokerChoice::External { url }, _) => url.clone(),
-        (BrokerChoice::Embedded { .. }, Some(url)) => url,
+        (BrokerChoice::External { url, protocol }, _) => (url.clone(), *protocol),
+        // rumqttd's listener speaks MQTT 3.1.1 only.
+        (BrokerChoice::Embedded { .. }, Some(url)) => (url, MqttVersion::V311),
         (BrokerChoice::Embedded { listen }, None) => {
             return Err(NodeError::Broker(format!(
                 "cannot run the embedded broker on {listen}: this build of alicia has no \
@@ -477,7 +478,7 @@ fn bus_child(
         }
     };
 
-    let mut bridge_config = BridgeConfig::new(url, config.node_id.clone());
+    let mut bridge_config = BridgeConfig::new(url, config.node_id.clone()).with_protocol(protocol);
     bridge_config.clock = clock;
     bridge_config.keepalive = keepalive;
     bridge_config.tls = config.tls.clone();

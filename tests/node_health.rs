@@ -10,7 +10,7 @@ use std::time::Duration;
 use alicia::actors::health::{AlertKind, HealthClient, ServiceState};
 use alicia::actors::registry::DeviceSpec;
 use alicia::core::NodeId;
-use alicia::mqtt_bridge::BrokerUrl;
+use alicia::mqtt_bridge::{BrokerUrl, MqttVersion};
 use alicia::{BrokerChoice, Node, NodeConfig};
 use alicia_testkit::Mosquitto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,10 +24,17 @@ const WAIT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(20);
 
 fn config(node: &str, data_dir: &Path, url: &BrokerUrl) -> NodeConfig {
+    config_with(node, data_dir, url, MqttVersion::V5)
+}
+
+fn config_with(node: &str, data_dir: &Path, url: &BrokerUrl, protocol: MqttVersion) -> NodeConfig {
     NodeConfig {
         node_id: node.parse().unwrap(),
         data_dir: data_dir.to_path_buf(),
-        broker: BrokerChoice::External { url: url.clone() },
+        broker: BrokerChoice::External {
+            url: url.clone(),
+            protocol,
+        },
         tls: None,
     }
 }
@@ -175,8 +182,10 @@ async fn hub_and_satellite(
         .await
         .unwrap();
     // The satellite's heartbeats are a minute apart, so within these tests only its presence can
-    // mark its services down, never the sweep for missed heartbeats.
-    let satellite = Node::builder(config("satellite", dirs.1, &url(proxy.port)))
+    // mark its services down, never the sweep for missed heartbeats. It speaks MQTT 3.1.1,
+    // because rumqttc allows a keepalive under 5 s only there.
+    let satellite_config = config_with("satellite", dirs.1, &url(proxy.port), MqttVersion::V311);
+    let satellite = Node::builder(satellite_config)
         .without_health()
         .keepalive(keepalive)
         .heartbeat_interval(Duration::from_secs(60))

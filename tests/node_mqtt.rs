@@ -8,7 +8,7 @@ use std::time::Duration;
 use alicia::actors::registry::Registration;
 use alicia::core::bus::Bus;
 use alicia::core::{Envelope, SourceId, TopicName};
-use alicia::mqtt_bridge::{BridgeConfig, BrokerUrl, MqttBridge};
+use alicia::mqtt_bridge::{BridgeConfig, BrokerUrl, MqttBridge, MqttVersion};
 use alicia::{BrokerChoice, Node, NodeConfig};
 use alicia_testkit::Mosquitto;
 use serde_json::json;
@@ -25,8 +25,8 @@ fn config(data_dir: &Path, broker: BrokerChoice) -> NodeConfig {
 }
 
 /// Connects a second MQTT client, with its own client id, to `url`.
-async fn client(url: &BrokerUrl) -> Bus {
-    let config = BridgeConfig::new(url.clone(), "script".parse().unwrap());
+async fn client(url: &BrokerUrl, version: MqttVersion) -> Bus {
+    let config = BridgeConfig::new(url.clone(), "script".parse().unwrap()).with_protocol(version);
     let (bus, handle, _join) = MqttBridge::spawn(config).await.unwrap();
     assert!(handle.wait_connected(WAIT).await, "the client connects");
     bus
@@ -64,7 +64,7 @@ async fn embedded_broker_node_answers_mqtt_request() {
     assert!(address.ip().is_loopback());
     let url = BrokerUrl::parse(&format!("mqtt://{address}")).unwrap();
 
-    let reply = register(&client(&url).await).await;
+    let reply = register(&client(&url, MqttVersion::V311).await).await;
 
     assert_eq!(reply.body().record.id.as_str(), "lamp-1");
     node.shutdown().await.unwrap();
@@ -77,14 +77,17 @@ async fn mosquitto_node_answers_and_leaves_offline() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::builder(config(
         dir.path(),
-        BrokerChoice::External { url: url.clone() },
+        BrokerChoice::External {
+            url: url.clone(),
+            protocol: MqttVersion::V5,
+        },
     ))
     .start()
     .await
     .unwrap();
     assert!(node.bridge().unwrap().wait_connected(WAIT).await);
 
-    let reply = register(&client(&url).await).await;
+    let reply = register(&client(&url, MqttVersion::V5).await).await;
     assert_eq!(reply.body().record.id.as_str(), "lamp-1");
     let online = retained(broker.port(), "alicia/nodes/hub/presence");
     assert!(online.contains("\"body\":\"online\""), "{online}");
@@ -121,7 +124,13 @@ async fn node_connects_over_tls() {
     let url = BrokerUrl::parse(&broker.url()).unwrap();
     assert!(broker.url().starts_with("mqtts://"));
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config(dir.path(), BrokerChoice::External { url });
+    let mut config = config(
+        dir.path(),
+        BrokerChoice::External {
+            url,
+            protocol: MqttVersion::V5,
+        },
+    );
     config.tls = Some(alicia::mqtt_bridge::bridge::TlsFiles {
         ca_file: pki.ca_file(),
         client: None,

@@ -1,11 +1,12 @@
-//! Bursts through Mosquitto: a node must handle every message of a 10,000-registration burst and
-//! of a 10,000-heartbeat burst, both published at QoS 1 as fast as the publishing client can.
+//! Bursts through a Mosquitto with default settings: a node must handle every message of a
+//! 10,000-registration burst and of a 50,000-heartbeat burst, published back to back at QoS 1 as
+//! fast as the publishing clients can.
 //!
 //! Mosquitto 2.0 sends an MQTT 3.1.1 subscriber at most 20 QoS 1 messages in flight
-//! (`max_inflight_messages`), queues at most 1000 more (`max_queued_messages`) and drops the rest.
-//! The node's bridge reads a burst slower than a publisher writes it, so with the default queue a
-//! burst of 10,000 loses messages at the broker. The broker here keeps the default in-flight limit
-//! and raises only the queue to [`QUEUE_LIMIT`], the minimum that docs/operations.md gives.
+//! (`max_inflight_messages`), queues at most 1000 more (`max_queued_messages`) and drops the rest
+//! without telling the publisher. Over MQTT 5 the node's bridge announces a receive maximum of
+//! 65,535, so Mosquitto sends the burst on without waiting for acknowledgements and its queue
+//! stays empty. The broker here runs the default limits of both.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -14,16 +15,16 @@ use std::time::{Duration, Instant};
 use alicia::actors::registry::{RegistryClient, RegistryStats};
 use alicia::core::bus::{Bus, PublishOptions};
 use alicia::core::{Envelope, SourceId, TopicName};
-use alicia::mqtt_bridge::{BridgeConfig, BrokerUrl, MqttBridge};
+use alicia::mqtt_bridge::{BridgeConfig, BrokerUrl, MqttBridge, MqttVersion};
 use alicia::{BrokerChoice, Node, NodeConfig};
 use alicia_testkit::{DEFAULT_QUEUE_CONFIG, Mosquitto};
 use serde_json::json;
 
-/// Messages in each burst.
-const BURST: usize = 10_000;
+/// Registrations in the first burst, one per device.
+const REGISTRATIONS: usize = 10_000;
 
-/// `max_queued_messages` of the test broker: the burst size, with room for the node's own events.
-const QUEUE_LIMIT: usize = 2 * BURST;
+/// Heartbeats in the second burst, five per registered device.
+const HEARTBEATS: usize = 50_000;
 
 /// How long the node may take to handle a burst after the last message was published.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,14 +36,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_burst_loses_no_message() {
-    let config = format!("{DEFAULT_QUEUE_CONFIG}\nmax_queued_messages {QUEUE_LIMIT}\n");
-    let broker = Mosquitto::start_with(&config).unwrap();
+    let broker = Mosquitto::start_with(DEFAULT_QUEUE_CONFIG).unwrap();
     let url = BrokerUrl::parse(&broker.url()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = NodeConfig {
         node_id: "hub".parse().unwrap(),
         data_dir: dir.path().to_path_buf(),
-        broker: BrokerChoice::External { url: url.clone() },
+        broker: BrokerChoice::External {
+            url: url.clone(),
+            protocol: MqttVersion::V5,
+        },
         tls: None,
     };
     let node = Node::builder(config).start().await.unwrap();
@@ -52,42 +55,42 @@ async fn registry_burst_loses_no_message() {
 
     // Registrations, from mosquitto_pub the way a script would send them, without reply topics.
     let started = Instant::now();
-    publish_registrations(broker.port(), BURST);
+    publish_registrations(broker.port(), REGISTRATIONS);
     let published_in = started.elapsed();
-    let stats = settle(&registry, |stats| stats.devices >= BURST).await;
+    let stats = settle(&registry, |stats| stats.devices >= REGISTRATIONS).await;
     let registration_time = started.elapsed();
     assert_eq!(
         stats.devices,
-        BURST,
+        REGISTRATIONS,
         "registrations lost: bridge {:?}; broker log:\n{}",
         bridge.stats(),
         broker.log()
     );
     assert_eq!(stats.rejected_requests, 0, "{stats:?}");
     eprintln!(
-        "{BURST} registrations: published in {published_in:?}, all stored after {registration_time:?}"
+        "{REGISTRATIONS} registrations: published in {published_in:?}, all stored after {registration_time:?}"
     );
 
     // Heartbeats, one per device topic, from a second MQTT client publishing at QoS 1.
     let publisher = connect(&url).await;
     let started = Instant::now();
-    publish_heartbeats(&publisher, BURST).await;
+    publish_heartbeats(&publisher, HEARTBEATS, REGISTRATIONS).await;
     let published_in = started.elapsed();
     let stats = settle(&registry, |stats| {
-        stats.heartbeats + stats.rejected_heartbeats >= BURST as u64
+        stats.heartbeats + stats.rejected_heartbeats >= HEARTBEATS as u64
     })
     .await;
     let heartbeat_time = started.elapsed();
     assert_eq!(
         stats.heartbeats,
-        BURST as u64,
+        HEARTBEATS as u64,
         "heartbeats lost: bridge {:?}; broker log:\n{}",
         bridge.stats(),
         broker.log()
     );
     assert_eq!(stats.rejected_heartbeats, 0, "{stats:?}");
     eprintln!(
-        "{BURST} heartbeats: published in {published_in:?}, all counted after {heartbeat_time:?}"
+        "{HEARTBEATS} heartbeats: published in {published_in:?}, all counted after {heartbeat_time:?}"
     );
 
     let bridge_stats = bridge.stats();
@@ -152,12 +155,15 @@ fn publish_registrations(port: u16, count: usize) {
     }
 }
 
-/// Publishes one heartbeat at QoS 1 on the topic of each of the first `count` devices.
-async fn publish_heartbeats(publisher: &Bus, count: usize) {
+/// Publishes `count` heartbeats at QoS 1, going round the first `devices` devices.
+async fn publish_heartbeats(publisher: &Bus, count: usize, devices: usize) {
     let source = SourceId::new("burst").unwrap();
     for index in 0..count {
-        let topic =
-            TopicName::new(format!("alicia/devices/{}/heartbeat", device_id(index))).unwrap();
+        let topic = TopicName::new(format!(
+            "alicia/devices/{}/heartbeat",
+            device_id(index % devices)
+        ))
+        .unwrap();
         let envelope = Envelope::new(source.clone(), json!({}), &**publisher.clock());
         tokio::time::timeout(
             PUBLISH_TIMEOUT,

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use alicia::actors::registry::{DEVICES, DevicePage, DeviceQuery, Registration};
 use alicia::core::bus::Bus;
 use alicia::core::{DeviceId, Envelope, SourceId, Store, SystemClock, TopicName};
-use alicia::mqtt_bridge::{BridgeConfig, BrokerUrl, MqttBridge};
+use alicia::mqtt_bridge::{BridgeConfig, BrokerUrl, MqttBridge, MqttVersion};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -256,7 +256,8 @@ fn assert_no_corrupt_files(data_dir: &Path, node: &NodeProcess) {
 /// Connects a second MQTT client to the node's embedded broker.
 async fn connect(port: u16, client_id: &str) -> Bus {
     let url = BrokerUrl::parse(&format!("mqtt://127.0.0.1:{port}")).unwrap();
-    let config = BridgeConfig::new(url, client_id.parse().unwrap());
+    let config =
+        BridgeConfig::new(url, client_id.parse().unwrap()).with_protocol(MqttVersion::V311);
     let (bus, handle, _join) = MqttBridge::spawn(config).await.unwrap();
     assert!(
         handle.wait_connected(CONNECT_TIMEOUT).await,

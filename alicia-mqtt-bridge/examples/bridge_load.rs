@@ -29,7 +29,7 @@ use alicia_core::envelope::{Envelope, SourceId};
 use alicia_core::id::NodeId;
 use alicia_core::topic::{TopicFilter, TopicName};
 use alicia_mqtt_bridge::BrokerUrl;
-use alicia_mqtt_bridge::bridge::{BridgeConfig, BridgeHandle, MqttBridge};
+use alicia_mqtt_bridge::bridge::{BridgeConfig, BridgeHandle, MqttBridge, MqttVersion};
 use alicia_mqtt_bridge::broker::{EmbeddedBroker, EmbeddedBrokerConfig};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS};
@@ -80,17 +80,24 @@ async fn main() -> Result<(), Error> {
         payload.len()
     );
 
+    // The bare client speaks MQTT 3.1.1; the last row shows the bridge on MQTT 5, which is what a
+    // node speaks to an external broker by default.
     let brokers = [
-        ("embedded rumqttd", embedded.local_addr().port()),
-        ("mosquitto", mosquitto.port()),
+        (
+            "embedded rumqttd",
+            embedded.local_addr().port(),
+            MqttVersion::V311,
+        ),
+        ("mosquitto", mosquitto.port(), MqttVersion::V311),
+        ("mosquitto, MQTT 5", mosquitto.port(), MqttVersion::V5),
     ];
-    for (name, port) in brokers {
+    for (name, port, version) in brokers {
         for qos in [QoS::AtMostOnce, QoS::AtLeastOnce] {
             let mut bare_rates = Vec::new();
             let mut bridge_rates = Vec::new();
             for _ in 0..ROUNDS {
                 let bare = bare_throughput(port, qos, &payload).await?;
-                let bridge = bridge_throughput(port, qos, &payload).await?;
+                let bridge = bridge_throughput(port, version, qos, &payload).await?;
                 if bare.received < MESSAGES || bridge.received < MESSAGES {
                     println!(
                         "  {name} QoS {}: bare received {}, bridge received {} of {MESSAGES}",
@@ -103,16 +110,16 @@ async fn main() -> Result<(), Error> {
             let bare = median(&mut bare_rates);
             let bridge = median(&mut bridge_rates);
             println!(
-                "{name:17} QoS {} throughput (median of {ROUNDS}): bare {bare:>8.0} msg/s, bridge {bridge:>8.0} msg/s, ratio {:.2}",
+                "{name:18} QoS {} throughput (median of {ROUNDS}): bare {bare:>8.0} msg/s, bridge {bridge:>8.0} msg/s, ratio {:.2}",
                 qos as u8,
                 bridge / bare
             );
         }
 
         let bare = bare_round_trips(port).await?;
-        let bridge = bridge_round_trips(port).await?;
+        let bridge = bridge_round_trips(port, version).await?;
         println!(
-            "{name:17} round trip p50: bare {:>7.1} µs, bridge {:>7.1} µs, ratio {:.2} (p99 bare {:.1} µs, bridge {:.1} µs)",
+            "{name:18} round trip p50: bare {:>7.1} µs, bridge {:>7.1} µs, ratio {:.2} (p99 bare {:.1} µs, bridge {:.1} µs)",
             micros(percentile(&bare, 0.5)),
             micros(percentile(&bridge, 0.5)),
             micros(percentile(&bridge, 0.5)) / micros(percentile(&bare, 0.5)),
@@ -267,24 +274,33 @@ impl Actor for Counter {
     }
 }
 
-fn bridge_config(port: u16, node: &str) -> Result<BridgeConfig, Error> {
+fn bridge_config(port: u16, version: MqttVersion, node: &str) -> Result<BridgeConfig, Error> {
     let broker = BrokerUrl::parse(&format!("mqtt://127.0.0.1:{port}"))?;
-    let mut config = BridgeConfig::new(broker, NodeId::new(node)?);
+    let mut config = BridgeConfig::new(broker, NodeId::new(node)?).with_protocol(version);
     config.route_queue = MESSAGES as usize;
     Ok(config)
 }
 
-async fn start_bridge(port: u16, node: &str) -> Result<(Bus, BridgeHandle), Error> {
-    let (bus, handle, _) = MqttBridge::spawn(bridge_config(port, node)?).await?;
+async fn start_bridge(
+    port: u16,
+    version: MqttVersion,
+    node: &str,
+) -> Result<(Bus, BridgeHandle), Error> {
+    let (bus, handle, _) = MqttBridge::spawn(bridge_config(port, version, node)?).await?;
     if !handle.wait_connected(Duration::from_secs(10)).await {
         return Err(format!("bridge {node} did not connect to 127.0.0.1:{port}").into());
     }
     Ok((bus, handle))
 }
 
-async fn bridge_throughput(port: u16, qos: QoS, payload: &[u8]) -> Result<Throughput, Error> {
+async fn bridge_throughput(
+    port: u16,
+    version: MqttVersion,
+    qos: QoS,
+    payload: &[u8],
+) -> Result<Throughput, Error> {
     let topic = format!("alicia/devices/bridge-{}/state", qos as u8);
-    let (bus, handle) = start_bridge(port, &unique("bench-bridge-")).await?;
+    let (bus, handle) = start_bridge(port, version, &unique("bench-bridge-")).await?;
     let count = Arc::new(AtomicU64::new(0));
     let done = Arc::new(Notify::new());
     let last_arrival = Arc::new(AtomicU64::new(0));
@@ -420,9 +436,9 @@ impl Actor for Echo {
     }
 }
 
-async fn bridge_round_trips(port: u16) -> Result<Vec<Duration>, Error> {
+async fn bridge_round_trips(port: u16, version: MqttVersion) -> Result<Vec<Duration>, Error> {
     let request_topic = TopicName::new("alicia/echo/request/bridge")?;
-    let (responder, _) = start_bridge(port, "bench-responder").await?;
+    let (responder, _) = start_bridge(port, version, "bench-responder").await?;
     let (echo, _) = Actor::spawn(None, Echo, responder.clone()).await?;
     responder
         .subscribe(
@@ -432,7 +448,7 @@ async fn bridge_round_trips(port: u16) -> Result<Vec<Duration>, Error> {
         )
         .await?;
 
-    let (requester, _) = start_bridge(port, "bench-requester").await?;
+    let (requester, _) = start_bridge(port, version, "bench-requester").await?;
     let mut times = Vec::with_capacity(ROUND_TRIPS);
     let deadline = Instant::now() + RUN_TIMEOUT;
     for _ in 0..ROUND_TRIPS {

@@ -9,5 +9,7 @@ pub mod bridge;
 pub mod broker;
 pub mod url;
 
-pub use bridge::{BridgeConfig, BridgeError, BridgeHandle, BridgeStats, MqttBridge, NodePresence};
+pub use bridge::{
+    BridgeConfig, BridgeError, BridgeHandle, BridgeStats, MqttBridge, MqttVersion, NodePresence,
+};
 pub use url::{BrokerUrl, BrokerUrlError, Transport};

@@ -17,7 +17,7 @@ use alicia_core::envelope::{Envelope, SourceId};
 use alicia_core::id::NodeId;
 use alicia_core::topic::{TopicFilter, TopicName};
 use alicia_mqtt_bridge::BrokerUrl;
-use alicia_mqtt_bridge::bridge::{Backoff, BridgeConfig, BridgeHandle, MqttBridge};
+use alicia_mqtt_bridge::bridge::{Backoff, BridgeConfig, BridgeHandle, MqttBridge, MqttVersion};
 use alicia_mqtt_bridge::broker::{EmbeddedBroker, EmbeddedBrokerConfig};
 use alicia_testkit::Mosquitto;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -60,6 +60,7 @@ fn mosquitto() -> Mosquitto {
     Mosquitto::start().expect("mosquitto starts (run scripts/install-test-deps.sh)")
 }
 
+/// Settings for `node` on Mosquitto at `url`: MQTT 5, with a fast backoff.
 fn config(url: &str, node: &str) -> BridgeConfig {
     let broker = BrokerUrl::parse(url).expect("test broker URLs are valid");
     let node = NodeId::new(node).expect("test node ids are valid");
@@ -67,6 +68,11 @@ fn config(url: &str, node: &str) -> BridgeConfig {
         min: Duration::from_millis(50),
         max: Duration::from_millis(400),
     })
+}
+
+/// Settings for `node` on the embedded broker, which speaks MQTT 3.1.1 only.
+fn embedded_config(broker: &EmbeddedBroker, node: &str) -> BridgeConfig {
+    config(&embedded_url(broker), node).with_protocol(MqttVersion::V311)
 }
 
 async fn start(config: BridgeConfig) -> (Bus, BridgeHandle) {
@@ -178,8 +184,8 @@ fn envelope<T>(bus: &Bus, body: T) -> Envelope<T> {
 }
 
 /// Route delivery, request/response and the request timeout on one broker.
-async fn check_bus(url: &str) {
-    let (bus, handle) = start_connected(config(url, "node-a")).await;
+async fn check_bus(config: BridgeConfig) {
+    let (bus, handle) = start_connected(config).await;
     let (_, mut readings) = collect::<Reading>(&bus, "alicia/devices/+/state").await;
     serve_echo(&bus, "alicia/echo/request/ping").await;
 
@@ -226,13 +232,19 @@ async fn check_bus(url: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bus_on_embedded_broker() {
     let broker = embedded();
-    check_bus(&embedded_url(&broker)).await;
+    check_bus(embedded_config(&broker, "node-a")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bus_on_mosquitto() {
     let broker = mosquitto();
-    check_bus(&broker.url()).await;
+    check_bus(config(&broker.url(), "node-a")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_on_mosquitto_over_mqtt_3_1_1() {
+    let broker = mosquitto();
+    check_bus(config(&broker.url(), "node-a").with_protocol(MqttVersion::V311)).await;
 }
 
 /// A plain MQTT client connected with rumqttc, recording every publish it receives.
@@ -650,7 +662,7 @@ impl Actor for Stalled {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_consumer_does_not_stall_others() {
     let broker = embedded();
-    let (bus, handle) = start_connected(config(&embedded_url(&broker), "node-slow")).await;
+    let (bus, handle) = start_connected(embedded_config(&broker, "node-slow")).await;
 
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let (stalled, _) = Actor::spawn(None, Stalled, Arc::clone(&gate))
@@ -712,8 +724,7 @@ impl Authorizer for DenyRequests {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denying_authorizer_answers_forbidden() {
     let broker = embedded();
-    let config =
-        config(&embedded_url(&broker), "node-deny").with_authorizer(Arc::new(DenyRequests));
+    let config = embedded_config(&broker, "node-deny").with_authorizer(Arc::new(DenyRequests));
     let (bus, _handle) = start_connected(config).await;
     serve_echo(&bus, "alicia/echo/request/ping").await;
 
@@ -735,7 +746,7 @@ async fn denying_authorizer_answers_forbidden() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_publish_is_rejected() {
     let broker = embedded();
-    let mut bridge_config = config(&embedded_url(&broker), "node-big");
+    let mut bridge_config = embedded_config(&broker, "node-big");
     bridge_config.max_payload_size = 1024;
     let (bus, _handle) = start(bridge_config).await;
     let outcome = bus

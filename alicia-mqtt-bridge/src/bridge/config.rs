@@ -13,6 +13,7 @@ use alicia_core::id::NodeId;
 use crate::url::BrokerUrl;
 
 use super::BridgeError;
+use super::protocol::MqttVersion;
 
 /// Settings of an [`MqttBridge`](super::MqttBridge).
 ///
@@ -21,10 +22,19 @@ use super::BridgeError;
 pub struct BridgeConfig {
     /// The broker to connect to.
     pub broker: BrokerUrl,
+    /// The MQTT protocol version. MQTT 5 by default; the embedded broker speaks 3.1.1.
+    pub protocol: MqttVersion,
+    /// The receive maximum the bridge announces over MQTT 5: how many QoS 1 and 2 messages the
+    /// broker may send before it waits for an acknowledgement. rumqttc acknowledges a message as
+    /// soon as it reads it, so a high value moves a burst out of the broker's per-client queue
+    /// into the route queues. The broker's queue drops what is over its limit without telling
+    /// anyone; a route queue counts its overflow. Ignored over MQTT 3.1.1.
+    pub receive_maximum: u16,
     /// The node id. It is the MQTT client id, the source of the bridge's own envelopes, the
     /// `{node}` of the presence topic and the `{client}` of the reply namespace.
     pub node: NodeId,
-    /// The MQTT keepalive interval. The broker publishes the last will after about 1.5 times this
+    /// The MQTT keepalive interval: at least 1 s over MQTT 3.1.1 and 5 s over MQTT 5 (rumqttc's
+    /// limits). The broker publishes the last will after about 1.5 times this
     /// interval without a packet from the bridge.
     pub keepalive: Duration,
     /// User name and password, if the broker requires them.
@@ -70,11 +80,16 @@ impl BridgeConfig {
     /// Default bound of each route's inbound queue.
     pub const DEFAULT_ROUTE_QUEUE: usize = 1024;
 
+    /// Default receive maximum over MQTT 5: the largest the protocol allows.
+    pub const DEFAULT_RECEIVE_MAXIMUM: u16 = u16::MAX;
+
     /// Creates settings for `node` on `broker`, with defaults for the rest: no credentials, no
     /// client certificate, the system clock and [`AllowAll`].
     pub fn new(broker: BrokerUrl, node: NodeId) -> Self {
         Self {
             broker,
+            protocol: MqttVersion::default(),
+            receive_maximum: Self::DEFAULT_RECEIVE_MAXIMUM,
             node,
             keepalive: Self::DEFAULT_KEEPALIVE,
             credentials: None,
@@ -96,6 +111,12 @@ impl BridgeConfig {
         self
     }
 
+    /// These settings with another MQTT protocol version.
+    pub fn with_protocol(mut self, protocol: MqttVersion) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
     /// These settings with another reconnect backoff.
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
@@ -113,14 +134,26 @@ impl BridgeConfig {
             Err(BridgeError::InvalidConfig { setting, reason })
         };
 
-        if self.keepalive < Duration::from_secs(1) {
-            return invalid(
-                "keepalive",
-                format!(
-                    "{:?} is below rumqttc's minimum of 1 s; use at least 1 s",
-                    self.keepalive
-                ),
-            );
+        match self.protocol {
+            MqttVersion::V311 if self.keepalive < Duration::from_secs(1) => {
+                return invalid(
+                    "keepalive",
+                    format!(
+                        "{:?} is below rumqttc's minimum of 1 s; use at least 1 s",
+                        self.keepalive
+                    ),
+                );
+            }
+            MqttVersion::V5 if self.keepalive < Duration::from_secs(5) => {
+                return invalid(
+                    "keepalive",
+                    format!(
+                        "{:?} is below rumqttc's minimum of 5 s over MQTT 5; use at least 5 s, or MQTT 3.1.1 for a shorter keepalive",
+                        self.keepalive
+                    ),
+                );
+            }
+            _ => {}
         }
         if self.max_payload_size == 0 {
             return invalid(
@@ -136,6 +169,21 @@ impl BridgeConfig {
                     "{} bytes leaves no room for the topic of a {}-byte payload; use at least {needed}",
                     self.max_packet_size, self.max_payload_size
                 ),
+            );
+        }
+        if self.max_packet_size > MQTT_MAX_PACKET_SIZE {
+            return invalid(
+                "max_packet_size",
+                format!(
+                    "{} bytes is over MQTT's largest packet of {MQTT_MAX_PACKET_SIZE} bytes; use a smaller size",
+                    self.max_packet_size
+                ),
+            );
+        }
+        if self.receive_maximum == 0 {
+            return invalid(
+                "receive_maximum",
+                "MQTT 5 forbids a receive maximum of 0; use at least 1".to_owned(),
             );
         }
         for (setting, capacity) in [
@@ -184,6 +232,9 @@ impl BridgeConfig {
         Ok(())
     }
 }
+
+/// The largest packet MQTT can frame: a 4-byte remaining length, plus the fixed header byte.
+const MQTT_MAX_PACKET_SIZE: usize = 268_435_455 + 5;
 
 /// Room for the fixed header, the topic and the packet id of a publish around its payload: a
 /// topic is at most 65,535 bytes, plus 2 length bytes, 2 packet id bytes and 5 header bytes.
@@ -292,5 +343,111 @@ impl Backoff {
         let full = self.min.saturating_mul(1u32 << exponent).min(self.max);
         let factor = 0.5 + 0.5 * jitter.clamp(0.0, 1.0);
         full.mul_f64(factor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> BridgeConfig {
+        BridgeConfig::new(
+            BrokerUrl::parse("mqtt://127.0.0.1:1883").unwrap(),
+            NodeId::new("hub").unwrap(),
+        )
+    }
+
+    #[test]
+    fn validate_accepts_defaults() {
+        assert!(config().validate().is_ok());
+        let mut short = config().with_protocol(MqttVersion::V311);
+        short.keepalive = Duration::from_secs(2);
+        assert!(short.validate().is_ok());
+    }
+
+    #[test]
+    fn validate_names_setting_and_fix() {
+        type Change = fn(&mut BridgeConfig);
+        let cases: [(&str, Change, &str, &str); 8] = [
+            (
+                "keepalive under 1 s on 3.1.1",
+                |c| {
+                    c.protocol = MqttVersion::V311;
+                    c.keepalive = Duration::from_millis(500);
+                },
+                "keepalive",
+                "at least 1 s",
+            ),
+            (
+                "keepalive under 5 s on MQTT 5",
+                |c| c.keepalive = Duration::from_secs(2),
+                "keepalive",
+                "at least 5 s",
+            ),
+            (
+                "zero payload size",
+                |c| c.max_payload_size = 0,
+                "max_payload_size",
+                "at least 1 KiB",
+            ),
+            (
+                "packet size below payload size",
+                |c| c.max_packet_size = c.max_payload_size,
+                "max_packet_size",
+                "use at least",
+            ),
+            (
+                "packet size over MQTT's limit",
+                |c| c.max_packet_size = 300 * 1024 * 1024,
+                "max_packet_size",
+                "smaller size",
+            ),
+            (
+                "zero receive maximum",
+                |c| c.receive_maximum = 0,
+                "receive_maximum",
+                "at least 1",
+            ),
+            (
+                "zero route queue",
+                |c| c.route_queue = 0,
+                "route_queue",
+                "at least 1",
+            ),
+            (
+                "backoff min over max",
+                |c| {
+                    c.backoff = Backoff {
+                        min: Duration::from_secs(2),
+                        max: Duration::from_secs(1),
+                    }
+                },
+                "backoff",
+                "min <= max",
+            ),
+        ];
+        for (case, change, setting, fix) in cases {
+            let mut config = config();
+            change(&mut config);
+            match config.validate() {
+                Err(BridgeError::InvalidConfig {
+                    setting: named,
+                    reason,
+                }) => {
+                    assert_eq!(named, setting, "{case}");
+                    assert!(reason.contains(fix), "{case}: {reason}");
+                }
+                other => panic!("{case}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn mqtt_version_parses_and_prints() {
+        assert_eq!("5".parse::<MqttVersion>().unwrap(), MqttVersion::V5);
+        assert_eq!("3.1.1".parse::<MqttVersion>().unwrap(), MqttVersion::V311);
+        assert_eq!(MqttVersion::V311.to_string(), "3.1.1");
+        let error = "3".parse::<MqttVersion>().unwrap_err();
+        assert!(error.to_string().contains("\"3.1.1\""), "{error}");
     }
 }

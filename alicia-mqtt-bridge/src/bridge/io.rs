@@ -6,11 +6,11 @@ use std::time::Duration;
 use alicia_core::bus::{InboundMessage, InboundReply, LogRateLimit};
 use alicia_core::codec::Codec;
 use alicia_core::topic::TopicName;
-use rumqttc::{ConnectionError, Event, EventLoop, Incoming, Outgoing, Request};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::watch;
 
 use super::Backoff;
+use super::protocol::{Event, EventLoop, Inbound, MqttVersion, PollError};
 use super::shared::{Shared, lock};
 use super::stats::Counters;
 
@@ -28,6 +28,7 @@ pub(crate) async fn run(
     let mut io = Io {
         shared,
         failures: 0,
+        connecting: false,
         connected_at: None,
         bad_topic_log: LogRateLimit::default(),
         oversized_log: LogRateLimit::default(),
@@ -35,7 +36,8 @@ pub(crate) async fn run(
     };
 
     loop {
-        if eventloop.network.is_none() {
+        if !io.connecting && io.connected_at.is_none() {
+            io.connecting = true;
             Counters::add(&io.shared.counters.connect_attempts);
         }
 
@@ -46,28 +48,40 @@ pub(crate) async fn run(
         };
 
         match polled {
-            Ok(Event::Incoming(Incoming::ConnAck(ack))) => io.connected(ack.session_present),
-            Ok(Event::Incoming(Incoming::Publish(publish))) => io.inbound(publish),
-            Ok(Event::Incoming(Incoming::SubAck(ack))) => {
-                if let Some(done) = lock(&io.shared.subscribes_sent).remove(&ack.pkid) {
+            Ok(Event::ConnAck { session_present }) => io.connected(session_present),
+            Ok(Event::Publish(publish)) => io.inbound(publish),
+            Ok(Event::SubAck { pkid }) => {
+                if let Some(done) = lock(&io.shared.subscribes_sent).remove(&pkid) {
                     let _ = done.send(());
                 }
             }
-            Ok(Event::Outgoing(Outgoing::Subscribe(pkid))) => {
+            Ok(Event::SubscribeSent { pkid }) => {
                 let waiting = lock(&io.shared.subscribes_unsent).pop_front().flatten();
                 if let Some(done) = waiting {
                     lock(&io.shared.subscribes_sent).insert(pkid, done);
                 }
             }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+            Ok(Event::DisconnectSent) => {
                 tracing::info!(client = %io.shared.client, "disconnected from the broker");
                 break;
             }
-            Ok(_) => {}
+            Ok(Event::Other) => {}
             Err(error) => {
+                let while_connecting = io.connected_at.is_none();
                 io.disconnected(&mut eventloop, &error);
                 let delay = backoff.delay(io.failures, rand::random::<f64>());
-                if matches!(error, ConnectionError::Tls(_)) {
+                if while_connecting
+                    && error.closed_by_broker
+                    && eventloop.version() == MqttVersion::V5
+                {
+                    tracing::warn!(
+                        client = %io.shared.client,
+                        attempt = io.failures,
+                        delay_ms = delay.as_millis() as u64,
+                        %error,
+                        "the broker closed the connection before accepting it; a broker that speaks MQTT 3.1.1 only (such as another node's embedded broker) does this to an MQTT 5 client, so set mqtt_version = \"3.1.1\" (flag --mqtt-version 3.1.1) for it; retrying after the backoff delay"
+                    );
+                } else if error.tls {
                     tracing::warn!(
                         client = %io.shared.client,
                         attempt = io.failures,
@@ -111,6 +125,8 @@ struct Io {
     /// the broker closes soon after accepting it does not reset the count, so two clients with
     /// the same client id that keep taking the session from each other still back off.
     failures: u32,
+    /// Whether a connect attempt is under way, so each attempt is counted once.
+    connecting: bool,
     /// When the current connection was accepted.
     connected_at: Option<std::time::Instant>,
     bad_topic_log: LogRateLimit,
@@ -133,6 +149,7 @@ impl Io {
             failed_attempts = self.failures,
             "connected to the broker"
         );
+        self.connecting = false;
         self.connected_at = Some(std::time::Instant::now());
         self.shared.connection.send_modify(|connection| {
             connection.connected = true;
@@ -142,11 +159,11 @@ impl Io {
 
     /// Records a failed poll and saves what rumqttc would lose.
     ///
-    /// rumqttc moves unacknowledged publishes and unsent requests into `eventloop.pending` after an
-    /// error, and clears that list when the next CONNACK reports no session. The publishes are
-    /// moved to [`Shared::resend`] instead, for the writer to send after the session replay.
-    /// Subscribes and unsubscribes are dropped, because the replay subscribes every route again.
-    fn disconnected(&mut self, eventloop: &mut EventLoop, error: &ConnectionError) {
+    /// The publishes rumqttc kept are moved to [`Shared::resend`], for the writer to send after
+    /// the session replay. Subscribes and unsubscribes are dropped, because the replay subscribes
+    /// every route again.
+    fn disconnected(&mut self, eventloop: &mut EventLoop, error: &PollError) {
+        self.connecting = false;
         let lasted = self.connected_at.take().map(|at| at.elapsed());
         if lasted.is_some_and(|lasted| lasted >= STABLE_CONNECTION) {
             self.failures = 0;
@@ -169,15 +186,7 @@ impl Io {
             .connection
             .send_modify(|connection| connection.connected = false);
 
-        let mut dropped_subscribes = 0;
-        let mut resend = Vec::new();
-        for request in eventloop.pending.drain(..) {
-            match request {
-                Request::Publish(publish) => resend.push(publish),
-                Request::Subscribe(_) => dropped_subscribes += 1,
-                _ => {}
-            }
-        }
+        let (resend, dropped_subscribes) = eventloop.take_pending();
         if !resend.is_empty() {
             lock(&self.shared.resend).extend(resend);
         }
@@ -199,11 +208,18 @@ impl Io {
         }
     }
 
-    fn inbound(&mut self, publish: rumqttc::Publish) {
+    fn inbound(&mut self, publish: Inbound) {
         let counters = &self.shared.counters;
         Counters::add(&counters.messages_in);
 
-        let topic = match TopicName::new(publish.topic) {
+        let topic = match publish.topic {
+            Ok(topic) => TopicName::new(topic).map_err(|error| error.to_string()),
+            Err(bytes) => Err(format!(
+                "the {}-byte topic is not UTF-8, which MQTT requires",
+                bytes.len()
+            )),
+        };
+        let topic = match topic {
             Ok(topic) => topic,
             Err(error) => {
                 Counters::add(&counters.invalid_topic);
@@ -219,8 +235,8 @@ impl Io {
             return;
         }
 
-        // NOTE: MQTT 3.1.1 carries no content type, so every inbound payload is decoded as
-        // JSON; postcard needs the MQTT 5 content type property.
+        // NOTE: every inbound payload is decoded as JSON. MQTT 3.1.1 carries no content type, and
+        // the bridge does not read MQTT 5's content type property yet, which postcard needs.
         let message = InboundMessage {
             topic,
             payload: Arc::from(&publish.payload[..]),

@@ -17,6 +17,8 @@
 //! - one **worker per route** decodes, authorizes and delivers that route's messages, exactly as
 //!   the local bus does, and queues error replies.
 //!
+//! The bridge speaks MQTT 5 by default and MQTT 3.1.1 on request ([`MqttVersion`]); over MQTT 5
+//! it announces a receive maximum, so a broker does not hold a burst back in its own queue.
 //! The MQTT client id is the node id, the session is clean, and the last will publishes presence
 //! `offline` (retained, QoS 1) on `alicia/nodes/{node}/presence`. Stopping the actor publishes
 //! `offline` itself and disconnects cleanly.
@@ -25,6 +27,7 @@ mod config;
 mod error;
 mod io;
 mod outbox;
+mod protocol;
 mod routes;
 mod shared;
 mod stats;
@@ -51,6 +54,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use alicia_core::presence::NodePresence;
 pub use config::{Backoff, BridgeConfig, ClientCertFiles, Credentials, OutboxCapacity, TlsFiles};
 pub use error::BridgeError;
+pub use protocol::{MqttVersion, UnknownMqttVersion};
 pub use stats::BridgeStats;
 
 use outbox::{Outbox, PushError};
@@ -299,12 +303,7 @@ fn start(config: BridgeConfig) -> Result<BridgeState, BridgeError> {
     let online_payload = encode_presence(NodePresence::Online)?;
     let offline_payload = encode_presence(NodePresence::Offline)?;
 
-    let options = mqtt_options(&config, &presence_topic, &offline_payload)?;
-    let (mqtt, mut eventloop) = rumqttc::AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
-    let mut network = rumqttc::NetworkOptions::new();
-    network.set_tcp_nodelay(true);
-    network.set_connection_timeout(CONNECT_TIMEOUT_SECS);
-    eventloop.set_network_options(network);
+    let (mqtt, eventloop) = connect_options(&config, &presence_topic, &offline_payload)?;
 
     let counters = Arc::new(Counters::default());
     let (control, control_rx) = mpsc::unbounded_channel();
@@ -349,6 +348,7 @@ fn start(config: BridgeConfig) -> Result<BridgeState, BridgeError> {
     tracing::info!(
         client = %shared.client,
         broker = %config.broker,
+        mqtt_version = %config.protocol,
         keepalive_s = config.keepalive.as_secs(),
         "MQTT bridge started"
     );
@@ -363,41 +363,96 @@ fn start(config: BridgeConfig) -> Result<BridgeState, BridgeError> {
     })
 }
 
-/// Translates the settings into rumqttc's options: clean session, the last will, the packet size
-/// limit, credentials and TLS.
-fn mqtt_options(
+/// Translates the settings into a rumqttc client and event loop of the configured protocol
+/// version: clean session, the last will, the packet size limit, credentials, TLS and, over MQTT
+/// 5, the receive maximum.
+fn connect_options(
     config: &BridgeConfig,
     presence_topic: &TopicName,
     offline_payload: &[u8],
-) -> Result<rumqttc::MqttOptions, BridgeError> {
-    let mut options = rumqttc::MqttOptions::new(
-        config.node.as_str(),
-        config.broker.host(),
-        config.broker.port(),
-    );
-    options
-        .set_keep_alive(config.keepalive)
-        .set_clean_session(true)
-        .set_max_packet_size(config.max_packet_size, config.max_packet_size)
-        .set_last_will(rumqttc::LastWill::new(
-            presence_topic.as_str(),
-            offline_payload.to_vec(),
-            rumqttc::QoS::AtLeastOnce,
-            true,
-        ));
-    if let Some(credentials) = &config.credentials {
-        options.set_credentials(
-            credentials.username.clone(),
-            credentials.expose_password().to_owned(),
-        );
+) -> Result<(protocol::Client, protocol::EventLoop), BridgeError> {
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    network.set_connection_timeout(CONNECT_TIMEOUT_SECS);
+    let transport = match &config.tls {
+        Some(files) => Some(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls::client_config(files)?),
+        )),
+        None => None,
+    };
+
+    match config.protocol {
+        MqttVersion::V311 => {
+            let mut options = rumqttc::MqttOptions::new(
+                config.node.as_str(),
+                config.broker.host(),
+                config.broker.port(),
+            );
+            options
+                .set_keep_alive(config.keepalive)
+                .set_clean_session(true)
+                .set_max_packet_size(config.max_packet_size, config.max_packet_size)
+                .set_last_will(rumqttc::LastWill::new(
+                    presence_topic.as_str(),
+                    offline_payload.to_vec(),
+                    rumqttc::QoS::AtLeastOnce,
+                    true,
+                ));
+            if let Some(credentials) = &config.credentials {
+                options.set_credentials(
+                    credentials.username.clone(),
+                    credentials.expose_password().to_owned(),
+                );
+            }
+            if let Some(transport) = transport {
+                options.set_transport(transport);
+            }
+            let (client, mut eventloop) =
+                rumqttc::AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
+            eventloop.set_network_options(network);
+            Ok((
+                protocol::Client::V311(client),
+                protocol::EventLoop::V311(Box::new(eventloop)),
+            ))
+        }
+        MqttVersion::V5 => {
+            use rumqttc::v5;
+            let mut options = v5::MqttOptions::new(
+                config.node.as_str(),
+                config.broker.host(),
+                config.broker.port(),
+            );
+            // `BridgeConfig::validate` keeps the packet size within MQTT's limit, which fits u32.
+            let max_packet_size = u32::try_from(config.max_packet_size).unwrap_or(u32::MAX);
+            options
+                .set_keep_alive(config.keepalive)
+                .set_clean_start(true)
+                .set_max_packet_size(Some(max_packet_size))
+                .set_receive_maximum(Some(config.receive_maximum))
+                .set_last_will(v5::mqttbytes::v5::LastWill::new(
+                    presence_topic.as_str(),
+                    offline_payload.to_vec(),
+                    v5::mqttbytes::QoS::AtLeastOnce,
+                    true,
+                    None,
+                ))
+                .set_network_options(network);
+            if let Some(credentials) = &config.credentials {
+                options.set_credentials(
+                    credentials.username.clone(),
+                    credentials.expose_password().to_owned(),
+                );
+            }
+            if let Some(transport) = transport {
+                options.set_transport(transport);
+            }
+            let (client, eventloop) = v5::AsyncClient::new(options, REQUEST_CHANNEL_CAPACITY);
+            Ok((
+                protocol::Client::V5(client),
+                protocol::EventLoop::V5(Box::new(eventloop)),
+            ))
+        }
     }
-    if let Some(files) = &config.tls {
-        let tls = tls::client_config(files)?;
-        options.set_transport(rumqttc::Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(tls),
-        ));
-    }
-    Ok(options)
 }
 
 impl BridgeState {

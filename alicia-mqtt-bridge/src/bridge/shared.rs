@@ -70,7 +70,7 @@ pub(crate) struct Shared {
     /// Publishes that rumqttc held unacknowledged when a connection broke. The I/O task fills it;
     /// the writer sends it after the next session replay, because rumqttc drops them when the
     /// new session is clean.
-    pub resend: Mutex<Vec<rumqttc::Publish>>,
+    pub resend: Mutex<Vec<super::protocol::Unsent>>,
     /// Subscribes handed to rumqttc, oldest first, whose SUBSCRIBE has not been sent yet. The
     /// writer pushes before handing a SUBSCRIBE to rumqttc, the I/O task pops on each outgoing
     /// SUBSCRIBE. Replays push `None`.

@@ -6,9 +6,9 @@ use std::time::Duration;
 use alicia_core::bus::OutboundMessage;
 use alicia_core::manifest::QoS;
 use alicia_core::topic::TopicFilter;
-use rumqttc::{AsyncClient, SubscribeFilter};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::protocol::Client;
 use super::shared::{Connection, Control, Shared, lock};
 use super::stats::Counters;
 
@@ -23,7 +23,7 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_secs(2);
 /// waits while rumqttc's request channel is full; that wait holds up later outbox messages,
 /// never the I/O task or an actor.
 pub(crate) async fn run(
-    client: AsyncClient,
+    client: Client,
     shared: Arc<Shared>,
     mut control: mpsc::UnboundedReceiver<Control>,
     mut connection: watch::Receiver<Connection>,
@@ -72,7 +72,7 @@ pub(crate) async fn run(
 }
 
 struct Writer {
-    client: AsyncClient,
+    client: Client,
     shared: Arc<Shared>,
 }
 
@@ -86,9 +86,6 @@ impl Writer {
         let count = filters.len();
         // NOTE: every filter is subscribed at QoS 1, because a route carries no QoS. A QoS 0
         // publish still arrives at QoS 0, but telemetry routes cannot ask for QoS 0 delivery.
-        let subscribe = filters
-            .into_iter()
-            .map(|filter| SubscribeFilter::new(filter.into_string(), rumqttc::QoS::AtLeastOnce));
         // Subscribes that waited for this replay complete with its SUBACK, which the broker
         // sends after it has added every filter of the SUBSCRIBE.
         let waiting = std::mem::take(&mut *lock(&self.shared.awaiting_replay));
@@ -107,7 +104,7 @@ impl Writer {
             Some(acknowledged)
         };
         lock(&self.shared.subscribes_unsent).push_back(acknowledged);
-        if let Err(error) = self.client.subscribe_many(subscribe).await {
+        if let Err(error) = self.client.subscribe_many(filters).await {
             tracing::warn!(client = %self.shared.client, %error, "resubscribing failed");
         }
 
@@ -161,11 +158,7 @@ impl Writer {
                     return false;
                 }
                 lock(&self.shared.subscribes_unsent).push_back(Some(done));
-                if let Err(error) = self
-                    .client
-                    .subscribe(filter.as_str(), rumqttc::QoS::AtLeastOnce)
-                    .await
-                {
+                if let Err(error) = self.client.subscribe(&filter).await {
                     tracing::warn!(topic = %filter, %error, "subscribing failed");
                 }
                 false
@@ -185,7 +178,7 @@ impl Writer {
     }
 
     async fn unsubscribe(&self, filter: &TopicFilter) {
-        if let Err(error) = self.client.unsubscribe(filter.as_str()).await {
+        if let Err(error) = self.client.unsubscribe(filter).await {
             tracing::warn!(topic = %filter, %error, "unsubscribing failed");
         }
     }
@@ -228,21 +221,16 @@ impl Writer {
     }
 
     async fn publish(&self, message: &OutboundMessage) {
-        let qos = match message.options.qos {
-            QoS::AtMostOnce => rumqttc::QoS::AtMostOnce,
-            QoS::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
-            QoS::ExactlyOnce => rumqttc::QoS::ExactlyOnce,
-        };
         self.send(
             message.topic.as_str(),
-            qos,
+            message.options.qos,
             message.options.retained,
             message.payload.to_vec(),
         )
         .await;
     }
 
-    async fn send(&self, topic: &str, qos: rumqttc::QoS, retain: bool, payload: Vec<u8>) {
+    async fn send(&self, topic: &str, qos: QoS, retain: bool, payload: Vec<u8>) {
         match self.client.publish(topic, qos, retain, payload).await {
             Ok(()) => Counters::add(&self.shared.counters.messages_out),
             Err(error) => tracing::warn!(topic, %error, "handing a publish to rumqttc failed"),
