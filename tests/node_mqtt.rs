@@ -145,3 +145,98 @@ async fn node_connects_over_tls() {
     );
     node.shutdown().await.unwrap();
 }
+
+/// Reads the retained message of `topic` with a fresh `mosquitto_sub`, or `None` when none
+/// arrives within a second.
+fn retained_if_any(port: u16, topic: &str) -> Option<String> {
+    let output = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", topic])
+        .args(["-C", "1", "-W", "1"])
+        .output()
+        .expect("mosquitto_sub runs");
+    // mosquitto_sub exits with 27 when -W times out.
+    if output.status.code() == Some(27) {
+        return None;
+    }
+    assert!(output.status.success(), "{output:?}");
+    Some(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// Polls the retained message of `topic` until `done` holds for it, or fails after [`WAIT`].
+/// `mosquitto_sub` runs on a blocking thread, so the node keeps running meanwhile.
+async fn wait_for_retained(port: u16, topic: &str, done: impl Fn(Option<&str>) -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let owned = topic.to_owned();
+        let retained = tokio::task::spawn_blocking(move || retained_if_any(port, &owned))
+            .await
+            .expect("mosquitto_sub's thread does not panic");
+        if done(retained.as_deref()) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retained message of {topic} is still {retained:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deregistration_clears_retained_status() {
+    let broker = Mosquitto::start().unwrap();
+    let url = BrokerUrl::parse(&broker.url()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::builder(config(
+        dir.path(),
+        BrokerChoice::External {
+            url: url.clone(),
+            protocol: MqttVersion::V5,
+        },
+    ))
+    .start()
+    .await
+    .unwrap();
+    assert!(node.bridge().unwrap().wait_connected(WAIT).await);
+    let script = client(&url, MqttVersion::V5).await;
+    register(&script).await;
+
+    // The device heartbeats the way a shell script would.
+    let heartbeat = json!({
+        "v": 1,
+        "id": format!("{:032x}", 1),
+        "timestamp_ms": 0,
+        "source": "lamp-1",
+        "body": {},
+    });
+    let published = Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &broker.port().to_string(),
+            "-q",
+            "1",
+        ])
+        .args(["-t", "alicia/devices/lamp-1/heartbeat"])
+        .args(["-m", &heartbeat.to_string()])
+        .status()
+        .expect("mosquitto_pub runs");
+    assert!(published.success());
+    let status_topic = "alicia/devices/status/lamp-1";
+    wait_for_retained(broker.port(), status_topic, |retained| {
+        retained.is_some_and(|status| status.contains("\"online\""))
+    })
+    .await;
+
+    let request = Envelope::new(
+        SourceId::new("script").unwrap(),
+        json!({"device_id": "lamp-1"}),
+        script.clock().as_ref(),
+    );
+    let topic = TopicName::new("alicia/registry/request/deregister").unwrap();
+    let reply: Envelope<serde_json::Value> = script.request(&topic, request, WAIT).await.unwrap();
+    assert_eq!(reply.body()["device_id"], "lamp-1", "{:?}", reply.body());
+
+    wait_for_retained(broker.port(), status_topic, |retained| retained.is_none()).await;
+    node.shutdown().await.unwrap();
+}
