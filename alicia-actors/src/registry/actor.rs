@@ -413,6 +413,11 @@ impl RegistryState {
             }
         }
 
+        // Collected in one step from the entries, which the table yields in id order, so that
+        // `BTreeMap` fills its nodes. Inserting one by one in ascending order leaves them about
+        // half full. With 100,000 devices, examples/registry_scale measured the registry's state
+        // at 182 bytes of heap per device when inserted one by one, and 106 when collected.
+        let mut devices = Vec::new();
         for entry in read.iter(&DEVICES)? {
             match entry {
                 Ok((id, record)) => {
@@ -425,11 +430,12 @@ impl RegistryState {
                         timeout,
                         seen,
                     );
-                    self.live.insert(id, live);
+                    devices.push((id, live));
                 }
                 Err(error) => self.skip_unreadable(&error),
             }
         }
+        self.live = devices.into_iter().collect();
 
         for entry in read.iter(&GROUPS)? {
             match entry {

@@ -6,8 +6,8 @@ use alicia_core::ManualClock;
 
 use super::support::{START, id, lamp, quiet_config, sensor, start};
 use crate::registry::{
-    AvailabilityState, CAPABILITY_INDEX, Capability, DeviceQuery, DeviceUpdate, GroupId,
-    RegistryClient, RegistryError,
+    AvailabilityState, CAPABILITY_INDEX, Capability, DeviceQuery, DeviceSpec, DeviceUpdate,
+    GroupId, RegistryClient, RegistryError,
 };
 
 /// Reads every page of `query` and returns the device ids in order, with the page sizes.
@@ -15,7 +15,7 @@ async fn all_pages(client: &RegistryClient, query: DeviceQuery) -> (Vec<String>,
     let mut ids = Vec::new();
     let mut sizes = Vec::new();
     let mut query = query;
-    // Bounded: the tests register fewer than 100 devices.
+    // Bounded: no test here reads more than 10,000 devices, which is 10 pages of 1,000.
     for _ in 0..100 {
         let page = client.query(query.clone()).await.unwrap();
         sizes.push(page.devices.len());
@@ -315,5 +315,113 @@ async fn deregistration_leaves_groups() {
 
     let view = registry.client.get_group(&group).await.unwrap();
     assert!(view.group.members.is_empty());
+    registry.stop().await;
+}
+
+/// Rooms of the scale test. Device `i` is in `SCALE_ROOMS[i % 7]`, except every eleventh
+/// device, which has no location.
+const SCALE_ROOMS: [&str; 7] = [
+    "Kitchen", "Hall", "Office", "Bedroom", "Bathroom", "Garage", "Garden",
+];
+
+/// Returns the capabilities of scale device `i`: `on_off` for even `i`, `brightness` for
+/// multiples of 3, `temperature` for multiples of 5 and `co2` for `i % 1000 == 7`.
+fn scale_capabilities(index: usize) -> Vec<&'static str> {
+    let rules: [(&str, bool); 4] = [
+        ("on_off", index.is_multiple_of(2)),
+        ("brightness", index.is_multiple_of(3)),
+        ("temperature", index.is_multiple_of(5)),
+        ("co2", index % 1000 == 7),
+    ];
+    rules
+        .into_iter()
+        .filter_map(|(name, has)| has.then_some(name))
+        .collect()
+}
+
+fn scale_location(index: usize) -> Option<&'static str> {
+    (!index.is_multiple_of(11)).then(|| SCALE_ROOMS[index % SCALE_ROOMS.len()])
+}
+
+fn scale_spec(index: usize) -> DeviceSpec {
+    let mut spec = DeviceSpec::new(
+        format!("dev-{index:05}"),
+        "generic",
+        format!("Device {index}"),
+    );
+    spec.location = scale_location(index).map(str::to_owned);
+    spec.capabilities = scale_capabilities(index)
+        .into_iter()
+        .map(Capability::new)
+        .collect();
+    spec
+}
+
+#[tokio::test]
+async fn capability_and_location_sets_at_scale() {
+    const DEVICES: usize = 10_000;
+    // Registrations run concurrently in chunks. The test drains the registry's event channel
+    // between chunks, and each chunk's events fit in it.
+    const CHUNK: usize = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let mut registry = start(dir.path(), &clock, quiet_config()).await;
+    for chunk in 0..DEVICES / CHUNK {
+        let mut tasks = Vec::with_capacity(CHUNK);
+        for index in chunk * CHUNK..(chunk + 1) * CHUNK {
+            let client = registry.client.clone();
+            tasks.push(tokio::spawn(async move {
+                client.register(scale_spec(index)).await
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        registry.drain();
+    }
+    assert_eq!(registry.client.stats().await.unwrap().devices, DEVICES);
+
+    let expected_ids = |keep: &dyn Fn(usize) -> bool| -> Vec<String> {
+        (0..DEVICES)
+            .filter(|index| keep(*index))
+            .map(|index| format!("dev-{index:05}"))
+            .collect()
+    };
+
+    for capability in ["on_off", "brightness", "temperature", "co2", "motion"] {
+        let query = DeviceQuery {
+            capability: Some(capability.into()),
+            limit: 1000,
+            ..DeviceQuery::default()
+        };
+        let (ids, _) = all_pages(&registry.client, query).await;
+        let expected = expected_ids(&|index| scale_capabilities(index).contains(&capability));
+        assert_eq!(ids.len(), expected.len(), "capability {capability}: count");
+        assert_eq!(ids, expected, "capability {capability}: ids");
+    }
+
+    for room in SCALE_ROOMS {
+        let query = DeviceQuery {
+            location: Some(room.into()),
+            limit: 1000,
+            ..DeviceQuery::default()
+        };
+        let (ids, _) = all_pages(&registry.client, query).await;
+        let expected = expected_ids(&|index| scale_location(index) == Some(room));
+        assert_eq!(ids.len(), expected.len(), "location {room}: count");
+        assert_eq!(ids, expected, "location {room}: ids");
+    }
+
+    let query = DeviceQuery {
+        capability: Some("brightness".into()),
+        location: Some("Office".into()),
+        limit: 1000,
+        ..DeviceQuery::default()
+    };
+    let (ids, _) = all_pages(&registry.client, query).await;
+    let expected = expected_ids(&|index| {
+        scale_capabilities(index).contains(&"brightness") && scale_location(index) == Some("Office")
+    });
+    assert_eq!(ids, expected, "brightness in the office");
     registry.stop().await;
 }
