@@ -26,7 +26,7 @@ use alicia_actors::registry::{
     spawn_event_publisher,
 };
 use alicia_core::bus::{Bus, BusCommand, LocalBus, LocalBusConfig};
-use alicia_core::store::{Recovery, Store};
+use alicia_core::store::{Recovery, Store, StoreOptions};
 use alicia_core::supervisor::{
     ChildId, ChildSpec, Intensity, Strategy, Supervisor, SupervisorSpec,
 };
@@ -108,6 +108,7 @@ pub struct NodeBuilder {
     heartbeat_interval: Duration,
     keepalive: Duration,
     metrics_listen: Option<SocketAddr>,
+    store: StoreOptions,
 }
 
 /// A running node. Call [`Node::shutdown`] to stop it cleanly.
@@ -144,6 +145,7 @@ impl Node {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             keepalive: BridgeConfig::DEFAULT_KEEPALIVE,
             metrics_listen: None,
+            store: StoreOptions::default(),
         }
     }
 
@@ -286,6 +288,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Sets the maximum memory, in bytes, of the database's page cache (default
+    /// [`StoreOptions::DEFAULT_CACHE_SIZE`], 16 MiB).
+    pub fn store_cache_size(mut self, bytes: usize) -> Self {
+        self.store.cache_size = bytes;
+        self
+    }
+
     /// Sets the time between the heartbeats published for each service.
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.heartbeat_interval = interval;
@@ -320,13 +329,16 @@ impl NodeBuilder {
             heartbeat_interval,
             keepalive,
             metrics_listen,
+            store: store_options,
         } = self;
         let node = config.node_id.clone();
 
         let opened =
-            Store::open(&config.data_dir, clock.clone()).map_err(|source| NodeError::Store {
-                data_dir: config.data_dir.clone(),
-                source,
+            Store::open_with(&config.data_dir, clock.clone(), store_options).map_err(|source| {
+                NodeError::Store {
+                    data_dir: config.data_dir.clone(),
+                    source,
+                }
             })?;
         if let Some(recovery) = &opened.recovery {
             tracing::error!(%node, %recovery, "the node's database was corrupt and has been replaced by an empty one");

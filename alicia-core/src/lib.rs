@@ -33,6 +33,6 @@ pub use envelope::{
 pub use id::{DeviceId, IdError, InstanceId, NodeId, ServiceId};
 pub use manifest::{ManifestError, QoS, Role, TopicParams, TopicSpec};
 pub use presence::NodePresence;
-pub use store::{Store, StoreError, Table};
+pub use store::{Store, StoreError, StoreOptions, Table};
 pub use supervisor::{ChildHandle, ChildId, ChildSpec, Supervisor, SupervisorSpec};
 pub use topic::{TopicError, TopicFilter, TopicName};

@@ -17,7 +17,7 @@ use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use super::{Opened, Recovery, Store, StoreError};
+use super::{Opened, Recovery, Store, StoreError, StoreOptions};
 use crate::clock::{SharedClock, Timestamp};
 
 /// The database file's name inside the data directory.
@@ -36,19 +36,24 @@ pub(super) enum IntegrityCheck {
 }
 
 /// Opens or creates `<data_dir>/alicia.redb`, moving a corrupt file aside.
-pub(super) fn open(data_dir: &Path, clock: &SharedClock) -> Result<Opened, StoreError> {
-    open_with(data_dir, clock, IntegrityCheck::OnOpen)
+pub(super) fn open(
+    data_dir: &Path,
+    clock: &SharedClock,
+    options: StoreOptions,
+) -> Result<Opened, StoreError> {
+    open_with(data_dir, clock, options, IntegrityCheck::OnOpen)
 }
 
 pub(super) fn open_with(
     data_dir: &Path,
     clock: &SharedClock,
+    options: StoreOptions,
     check: IntegrityCheck,
 ) -> Result<Opened, StoreError> {
     create_data_dir(data_dir)?;
     let path = data_dir.join(DATABASE_FILE_NAME);
 
-    let reason = match open_database(&path, check) {
+    let reason = match open_database(&path, options, check) {
         Ok(database) => {
             tracing::info!(database = %path.display(), "opened the store");
             return Ok(Opened {
@@ -70,7 +75,7 @@ pub(super) fn open_with(
 
     // The new file is empty, so it cannot be corrupt. Any failure now is returned rather than
     // retried, which keeps a broken disk from looping through rename after rename.
-    let database = open_database(&path, check).map_err(|failure| match failure {
+    let database = open_database(&path, options, check).map_err(|failure| match failure {
         OpenFailure::Corrupt(reason) => StoreError::Corrupted {
             path: path.clone(),
             reason,
@@ -109,7 +114,11 @@ fn create_data_dir(data_dir: &Path) -> Result<(), StoreError> {
 }
 
 /// Opens the database file, creating an empty one with mode 0600 on unix if it is missing.
-fn open_database(path: &Path, check: IntegrityCheck) -> Result<redb::Database, OpenFailure> {
+fn open_database(
+    path: &Path,
+    options: StoreOptions,
+    check: IntegrityCheck,
+) -> Result<redb::Database, OpenFailure> {
     create_file_if_missing(path).map_err(|error| {
         OpenFailure::Other(StoreError::OpenFile {
             path: path.to_path_buf(),
@@ -122,6 +131,7 @@ fn open_database(path: &Path, check: IntegrityCheck) -> Result<redb::Database, O
     // trusts a file that was shut down cleanly and may panic on one damaged afterwards.
     let mut builder = redb::Builder::new();
     builder.set_check_integrity_on_open(check == IntegrityCheck::OnOpen);
+    builder.set_cache_size(options.cache_size);
 
     // redb checks some states that its own writes never produce with debug assertions, which
     // panic in debug builds. A damaged file must not take the node down, so a panic here counts

@@ -856,7 +856,13 @@ fn panic_in_redb_counts_as_corruption() {
 
     // Without the integrity check, redb 5.0 panics on this file in debug builds and reports it
     // as corrupt in release builds. Both must end in a recovery.
-    let opened = open_with(dir.path(), &clock().shared(), IntegrityCheck::Skip).unwrap();
+    let opened = open_with(
+        dir.path(),
+        &clock().shared(),
+        StoreOptions::default(),
+        IntegrityCheck::Skip,
+    )
+    .unwrap();
 
     let recovery = opened.recovery.unwrap();
     assert_eq!(fs::read(&recovery.moved_to).unwrap(), flipped);
