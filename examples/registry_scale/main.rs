@@ -11,11 +11,13 @@
 //! 2. **Query**: pages by capability through the typed client, against the same range scan and
 //!    record reads on a bare redb file holding the same records and a capability index, directly
 //!    and through a bare ractor actor.
-//! 3. **Restart**, in two child processes of this program over the populated directory. The
+//! 3. **Restart**, in three child processes of this program over the populated directory. The
 //!    first starts the registry under a supervisor and sends a query and `--heartbeats` typed
 //!    heartbeats before it has loaded. The second starts a node on the in-process bus, publishes
-//!    heartbeats on its bus as soon as it has started, and times queries over the bus. The
-//!    reference is opening the bare file and decoding every record.
+//!    heartbeats on its bus as soon as it has started, and times queries over the bus. The third
+//!    starts a node on a private Mosquitto while a device client publishes heartbeats over MQTT
+//!    from before the start to after it. The reference is opening the bare file and decoding
+//!    every record.
 //!
 //! Every loop is bounded by its count and by `--timeout` per phase.
 
@@ -88,6 +90,7 @@ enum Phase {
     Populate,
     Restart,
     Node,
+    Mqtt,
 }
 
 #[tokio::main]
@@ -99,7 +102,7 @@ async fn main() -> ExitCode {
     }
     let result = match args.phase {
         Phase::Populate => run(&args).await,
-        Phase::Restart | Phase::Node => run_restart_phase(&args).await,
+        Phase::Restart | Phase::Node | Phase::Mqtt => run_restart_phase(&args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,7 +150,7 @@ async fn run(args: &Args) -> Result<(), String> {
 
     let registry_queries = populate_and_query(args, &data_dir, &bare_path).await?;
 
-    for phase in ["restart", "node"] {
+    for phase in ["restart", "node", "mqtt"] {
         run_child(args, phase, &data_dir)?;
     }
 
@@ -414,6 +417,7 @@ async fn run_restart_phase(args: &Args) -> Result<(), String> {
     };
     match args.phase {
         Phase::Node => restart::node(&settings).await,
+        Phase::Mqtt => restart::node_over_mqtt(&settings).await,
         _ => restart::supervised(&settings).await,
     }
 }

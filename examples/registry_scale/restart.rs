@@ -6,6 +6,8 @@
 //!   heartbeats and a query sent before it has started.
 //! - [`node`]: a whole node on the in-process bus, with heartbeats published on its bus right
 //!   after it starts, then query latency through the typed client and over the bus.
+//! - [`node_over_mqtt`]: a whole node on a private Mosquitto, with heartbeats published over MQTT
+//!   by a device client from before the node starts until after it serves.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -451,4 +453,160 @@ fn spawn_bus_heartbeats(
 
 fn child_id(value: &str) -> Result<ChildId, String> {
     ChildId::new(value).map_err(|error| error.to_string())
+}
+
+/// The wait after `Node::start` returns before heartbeats count as published after the start.
+const ACK_MARGIN: Duration = Duration::from_millis(20);
+
+/// Starts a node on a private Mosquitto with default limits over the populated data directory,
+/// while a plain MQTT client publishes `settings.heartbeats` heartbeats at QoS 1, paced over
+/// about two seconds, from before the start until after it. The broker drops heartbeats that
+/// reach it before the node has subscribed, because they have no subscriber. Every heartbeat
+/// published after `Node::start` returned, when the node's routes are subscribed, must be counted.
+pub async fn node_over_mqtt(settings: &RestartSettings<'_>) -> Result<(), String> {
+    println!(
+        "restart phase, node on Mosquitto; load average {}",
+        load_average()
+    );
+    let broker = alicia_testkit::Mosquitto::start_with(alicia_testkit::DEFAULT_QUEUE_CONFIG)
+        .map_err(|error| format!("starting Mosquitto failed: {error}"))?;
+    let url =
+        alicia::mqtt_bridge::BrokerUrl::parse(&broker.url()).map_err(|error| error.to_string())?;
+
+    let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let publisher = spawn_mqtt_heartbeats(settings, broker.port(), Arc::clone(&published))?;
+    // Let the device client get going, so that the node starts into a running stream.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = Instant::now();
+    let config = NodeConfig {
+        node_id: "scale-node".parse().map_err(|_| "invalid node id")?,
+        data_dir: settings.data_dir.to_path_buf(),
+        broker: BrokerChoice::External {
+            url,
+            protocol: alicia::mqtt_bridge::MqttVersion::V5,
+        },
+        tls: None,
+    };
+    let node = Node::builder(config)
+        .registry(settings.registry_config())
+        .start()
+        .await
+        .map_err(|error| format!("starting the node failed: {error}"))?;
+    let node_started = started.elapsed();
+    // A PUBACK takes well under a millisecond on loopback, so a heartbeat acknowledged after this
+    // margin reached the broker after `Node::start` returned, when the routes were subscribed.
+    tokio::time::sleep(ACK_MARGIN).await;
+    let before_start = published.load(Ordering::Relaxed);
+    let registry = node
+        .registry()
+        .cloned()
+        .ok_or("the node runs no registry")?;
+    let typed = first_answer(&registry, settings.first_page(), settings.deadline).await?;
+    let typed_first = typed.0.duration_since(started);
+
+    let total = publisher
+        .await
+        .map_err(|error| format!("the heartbeat client failed: {error}"))??;
+    let after_start = total - before_start;
+    settle_stats(&registry, after_start, settings.deadline).await?;
+    // Heartbeats from before the start may still be on their way; read the count once they land.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = registry
+        .stats()
+        .await
+        .map_err(|error| format!("reading the registry's counters failed: {error}"))?;
+
+    println!(
+        "  node started:                      {:.0} ms",
+        millis(node_started)
+    );
+    println!(
+        "  first typed query answered:        {:.0} ms",
+        millis(typed_first)
+    );
+    println!(
+        "  heartbeats acknowledged by the broker: {total} in all, {after_start} of them more than {} ms after `Node::start` returned",
+        ACK_MARGIN.as_millis()
+    );
+    let verdict = if stats.heartbeats >= after_start && stats.rejected_heartbeats == 0 {
+        "every heartbeat published after the start was counted"
+    } else {
+        "MISMATCH: fewer heartbeats counted than published after the start"
+    };
+    println!(
+        "  registry stats: heartbeats {}, rejected_heartbeats {} ({verdict})",
+        stats.heartbeats, stats.rejected_heartbeats
+    );
+
+    node.shutdown()
+        .await
+        .map_err(|error| format!("stopping the node failed: {error}"))
+}
+
+/// Publishes `settings.heartbeats` heartbeats at QoS 1 from a plain rumqttc client, five per
+/// millisecond at most, and counts in `published` those the broker has acknowledged.
+fn spawn_mqtt_heartbeats(
+    settings: &RestartSettings<'_>,
+    port: u16,
+    published: Arc<std::sync::atomic::AtomicU64>,
+) -> Result<JoinHandle<Result<u64, String>>, String> {
+    let clock = SystemClock::new();
+    let mut messages = Vec::with_capacity(settings.heartbeats);
+    for k in 0..settings.heartbeats {
+        let id = settings.heartbeat_device(k)?;
+        let envelope = Envelope::new(
+            SourceId::from(id.clone()),
+            DeviceHeartbeat::default(),
+            &clock,
+        );
+        let payload = alicia::core::Codec::Json
+            .encode(&envelope)
+            .map_err(|error| format!("encoding a heartbeat failed: {error}"))?;
+        messages.push((format!("alicia/devices/{id}/heartbeat"), payload));
+    }
+    let deadline = settings.deadline;
+    Ok(tokio::spawn(async move {
+        let mut options = rumqttc::MqttOptions::new("scale-device", "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 64);
+        let total = messages.len() as u64;
+        let counter = Arc::clone(&published);
+        let poller = tokio::spawn(async move {
+            while counter.load(Ordering::Relaxed) < total && Instant::now() < deadline {
+                match eventloop.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        return Err(format!("the heartbeat client's connection failed: {error}"));
+                    }
+                }
+            }
+            Ok(())
+        });
+        for chunk in messages.chunks(5) {
+            if Instant::now() >= deadline {
+                break;
+            }
+            for (topic, payload) in chunk {
+                client
+                    .publish(
+                        topic.as_str(),
+                        rumqttc::QoS::AtLeastOnce,
+                        false,
+                        payload.clone(),
+                    )
+                    .await
+                    .map_err(|error| format!("publishing a heartbeat failed: {error}"))?;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        poller
+            .await
+            .map_err(|error| format!("the heartbeat client's poller failed: {error}"))??;
+        let _ = client.try_disconnect();
+        Ok(published.load(Ordering::Relaxed))
+    }))
 }
