@@ -20,10 +20,11 @@ use alicia::mqtt_bridge::{BrokerUrl, MqttVersion, Transport};
 use alicia::{BrokerChoice, Node, NodeConfig};
 use clap::Parser;
 
-/// Log filter without `RUST_LOG`. rumqttd's router logs every client disconnect as an error
-/// ("no-connection id ... is already gone", "router-drop"), which is routine, so its router is
-/// quiet and the rest of rumqttd logs warnings only.
-const DEFAULT_LOG_FILTER: &str = "info,rumqttd=warn,rumqttd::router=off";
+/// Log filter without `RUST_LOG`. rumqttd logs routine client disconnects as errors: its router
+/// ("no-connection id ... is already gone") and its connection handler ("router-drop", and a
+/// rejected connect of an MQTT 5 client). Both are quiet, and the rest of rumqttd logs warnings
+/// only.
+const DEFAULT_LOG_FILTER: &str = "info,rumqttd=warn,rumqttd::router=off,rumqttd::server::broker=off";
 
 /// Runs an Alicia node with the device registry and the health monitor.
 #[derive(Debug, Parser)]
@@ -34,8 +35,9 @@ struct Args {
     #[arg(long, value_name = "URL", conflicts_with = "listen")]
     broker: Option<BrokerUrl>,
 
-    /// MQTT version to speak to the --broker: 5 (default) or 3.1.1 for brokers without MQTT 5.
-    #[arg(long, value_name = "VERSION", requires = "broker")]
+    /// MQTT version to speak to the external broker: 5 (default) or 3.1.1 for brokers without
+    /// MQTT 5, such as another node's embedded broker.
+    #[arg(long, value_name = "VERSION", conflicts_with = "listen")]
     mqtt_version: Option<MqttVersion>,
 
     /// Address the embedded broker listens on [default: 127.0.0.1:1883].
@@ -46,7 +48,7 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
 
-    /// TOML configuration file; the flags above override its values.
+    /// TOML configuration file; the other flags override its values.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -69,6 +71,15 @@ struct Args {
     /// Serve Prometheus metrics on this loopback address (for example 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+
+    /// Run no device registry, for a second node on a broker whose first node runs it: every
+    /// registry on a broker answers every registry request.
+    #[arg(long)]
+    no_registry: bool,
+
+    /// Run no health monitor.
+    #[arg(long)]
+    no_health: bool,
 }
 
 #[tokio::main]
@@ -78,6 +89,7 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let args = Args::parse();
@@ -96,6 +108,12 @@ async fn run(args: Args) -> Result<(), String> {
     let mut builder = Node::builder(config.clone());
     if let Some(address) = args.metrics {
         builder = builder.metrics(address);
+    }
+    if args.no_registry {
+        builder = builder.without_registry();
+    }
+    if args.no_health {
+        builder = builder.without_health();
     }
     let node = builder.start().await.map_err(|error| error.to_string())?;
     if let Some(bridge) = node.bridge() {
@@ -124,10 +142,25 @@ fn node_config(args: &Args) -> Result<NodeConfig, String> {
         config.data_dir = data_dir.clone();
     }
     if let Some(url) = &args.broker {
+        // A version from the configuration file still applies to a broker given by flag.
+        let protocol = match &config.broker {
+            BrokerChoice::External { protocol, .. } => *protocol,
+            _ => MqttVersion::default(),
+        };
         config.broker = BrokerChoice::External {
             url: url.clone(),
-            protocol: args.mqtt_version.unwrap_or_default(),
+            protocol,
         };
+    }
+    if let Some(version) = args.mqtt_version {
+        match &mut config.broker {
+            BrokerChoice::External { protocol, .. } => *protocol = version,
+            _ => {
+                return Err(
+                    "--mqtt-version applies to an external broker: give --broker URL, or `url` under [broker] in the configuration file".into(),
+                );
+            }
+        }
     }
     if let Some(listen) = args.listen {
         config.broker = BrokerChoice::Embedded { listen };

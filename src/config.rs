@@ -144,10 +144,18 @@ struct FileConfig {
 struct FileBroker {
     listen: Option<SocketAddr>,
     url: Option<BrokerUrl>,
-    mqtt_version: Option<String>,
+    mqtt_version: Option<VersionText>,
     ca_file: Option<PathBuf>,
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
+}
+
+/// `mqtt_version` as written: `"5"` and `"3.1.1"` are strings, but a bare `5` is a TOML integer.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum VersionText {
+    Text(String),
+    Number(i64),
 }
 
 impl Default for NodeConfig {
@@ -182,7 +190,11 @@ impl NodeConfig {
         })?;
 
         let defaults = NodeConfig::default();
-        let protocol = match &file.broker.mqtt_version {
+        let version = file.broker.mqtt_version.map(|version| match version {
+            VersionText::Text(text) => text,
+            VersionText::Number(number) => number.to_string(),
+        });
+        let protocol = match &version {
             None => None,
             Some(text) => {
                 Some(
@@ -306,6 +318,22 @@ mod tests {
                 config.broker,
                 BrokerChoice::External {
                     protocol: MqttVersion::V311,
+                    ..
+                }
+            ),
+            "{config:?}"
+        );
+    }
+
+    #[test]
+    fn config_reads_bare_mqtt_version_number() {
+        let text = "[broker]\nurl = \"mqtt://127.0.0.1:1884\"\nmqtt_version = 5";
+        let config = NodeConfig::from_toml(text, "test").unwrap();
+        assert!(
+            matches!(
+                config.broker,
+                BrokerChoice::External {
+                    protocol: MqttVersion::V5,
                     ..
                 }
             ),

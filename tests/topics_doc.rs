@@ -38,9 +38,11 @@ the message itself. A request adds `reply_to`, a topic under the requester's own
 `correlation_id`. Unknown keys are rejected, so a misspelled key fails loudly.
 
 A reply body is either `{\"status\":\"ok\",\"value\":...}` or
-`{\"status\":\"error\",\"error\":{\"code\":...,\"message\":...}}`. A request that cannot be decoded
-at all (malformed JSON, a wrong `v`, a missing field) gets an `invalid_request` error when its
-`reply_to` can still be read.
+`{\"status\":\"error\",\"error\":{\"code\":...,\"message\":...}}`. A request whose envelope is valid but
+whose body is not (a misspelled or missing body field, a value of the wrong type) gets an
+`invalid_request` error. A payload whose envelope is invalid (malformed JSON, a wrong `v`, a
+missing envelope field) gets no reply, because its `reply_to` cannot be trusted: the node logs it
+and counts it as a decode error (`alicia_bridge_decode_errors_total` in the metrics).
 
 ";
 

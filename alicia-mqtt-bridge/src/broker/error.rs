@@ -22,9 +22,10 @@ pub enum BrokerError {
     /// Another socket already listens on the address, most often a broker that is already running.
     #[error(
         "cannot listen on {addr}: the address is already in use, most likely by another MQTT broker; \
-         either connect to that broker instead (--broker mqtt://{broker_addr}, with a --node-id \
-         of its own if another Alicia node already uses it) or let the embedded broker listen on \
-         another address (--listen {alternative})",
+         either connect to that broker instead (--broker mqtt://{broker_addr}; if it is another \
+         Alicia node's embedded broker, add --mqtt-version 3.1.1, a --node-id of its own and \
+         --no-registry) or let the embedded broker listen on another address (--listen \
+         {alternative})",
         broker_addr = connectable(*addr),
         alternative = next_port(*addr)
     )]
