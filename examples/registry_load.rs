@@ -58,6 +58,33 @@ struct Args {
     /// Time one request may wait for its reply, in seconds.
     #[arg(long, default_value_t = 10)]
     request_timeout: u64,
+
+    /// Runs to make, in this order: bare redb, the node on its in-process bus, the node on the
+    /// embedded broker, the node on Mosquitto. A profiler can select one run with this.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = RunKind::ALL)]
+    runs: Vec<RunKind>,
+}
+
+/// One of the runs the program can make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RunKind {
+    /// Bare redb insert of the same records.
+    Bare,
+    /// The node on its in-process bus, without MQTT.
+    InProcess,
+    /// The node on its embedded rumqttd.
+    Embedded,
+    /// The node on a private Mosquitto with its default queue limits.
+    Mosquitto,
+}
+
+impl RunKind {
+    const ALL: [RunKind; 4] = [
+        RunKind::Bare,
+        RunKind::InProcess,
+        RunKind::Embedded,
+        RunKind::Mosquitto,
+    ];
 }
 
 #[tokio::main]
@@ -82,22 +109,35 @@ async fn run(args: &Args) -> Result<(), String> {
         args.devices, args.in_flight, args.batch
     );
 
-    let bare = bare_redb(args)?;
-    print_rate("bare redb insert", &bare, None);
+    let wants = |kind: RunKind| args.runs.contains(&kind);
+
+    let bare = if wants(RunKind::Bare) {
+        let bare = bare_redb(args)?;
+        print_rate("bare redb insert", &bare, None);
+        Some(bare)
+    } else {
+        None
+    };
 
     // The same requests on the in-process bus separate the registry's own cost from the MQTT
     // path's.
-    let in_process = in_process_node(args).await?;
-    print_rate("node, in-process bus", &in_process, Some(&bare));
+    if wants(RunKind::InProcess) {
+        let in_process = in_process_node(args).await?;
+        print_rate("node, in-process bus", &in_process, bare.as_ref());
+    }
 
-    let embedded = through_node(args, NodeBroker::Embedded).await?;
-    print_rate("node, embedded broker", &embedded, Some(&bare));
+    if wants(RunKind::Embedded) {
+        let embedded = through_node(args, NodeBroker::Embedded).await?;
+        print_rate("node, embedded broker", &embedded, bare.as_ref());
+    }
 
-    let mosquitto = alicia_testkit::Mosquitto::start_with(alicia_testkit::DEFAULT_QUEUE_CONFIG)
-        .map_err(|error| format!("starting Mosquitto failed: {error}"))?;
-    let url = BrokerUrl::parse(&mosquitto.url()).map_err(|error| error.to_string())?;
-    let external = through_node(args, NodeBroker::External(url)).await?;
-    print_rate("node, Mosquitto (default queue)", &external, Some(&bare));
+    if wants(RunKind::Mosquitto) {
+        let mosquitto = alicia_testkit::Mosquitto::start_with(alicia_testkit::DEFAULT_QUEUE_CONFIG)
+            .map_err(|error| format!("starting Mosquitto failed: {error}"))?;
+        let url = BrokerUrl::parse(&mosquitto.url()).map_err(|error| error.to_string())?;
+        let external = through_node(args, NodeBroker::External(url)).await?;
+        print_rate("node, Mosquitto (default queue)", &external, bare.as_ref());
+    }
     Ok(())
 }
 
