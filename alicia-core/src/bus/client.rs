@@ -167,6 +167,26 @@ impl Bus {
         .await?
     }
 
+    /// Publishes already encoded messages in order with one bus command, and returns one result
+    /// per message, in the same order.
+    ///
+    /// Use it to publish several messages that are ready at once: the bus handles them in one
+    /// turn and keeps their order. An empty `messages` returns at once.
+    pub async fn publish_batch(
+        &self,
+        messages: Vec<OutboundMessage>,
+    ) -> Result<Vec<Result<(), BusError>>, BusError> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let count = messages.len();
+        self.call(
+            |reply| BusCommand::PublishBatch { messages, reply },
+            || format!("publishing a batch of {count} messages"),
+        )
+        .await
+    }
+
     /// Clears the retained message of `topic` by publishing an empty retained payload.
     pub async fn clear_retained(&self, topic: &TopicName) -> Result<(), BusError> {
         let options = PublishOptions::state_change().with_retained(true);
