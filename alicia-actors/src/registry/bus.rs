@@ -10,7 +10,9 @@
 
 use std::sync::Arc;
 
-use alicia_core::bus::{Bus, BusError, Delivery, ErrorBody, PublishClass, PublishOptions, RouteId};
+use alicia_core::bus::{
+    Bus, BusError, Delivery, ErrorBody, OutboundMessage, PublishClass, PublishOptions, RouteId,
+};
 use alicia_core::envelope::{Envelope, SourceId};
 use alicia_core::manifest::{self, ManifestError};
 use alicia_core::{DeviceId, TopicFilter};
@@ -36,22 +38,59 @@ pub const OPERATIONS: &[&str] = &[
     "group",
 ];
 
+/// Maximum number of events the publisher hands to the bus in one batch.
+const EVENT_BATCH: usize = 512;
+
 /// Publishes every event from `events` on the bus until the channel closes.
 ///
-/// A failed publish is logged and the next event is tried, because one lost publish must not
-/// stop every later one.
+/// The publisher takes every event that is waiting, up to [`EVENT_BATCH`], encodes each one and
+/// hands them to the bus in one [`Bus::publish_batch`], in channel order. A group commit of many
+/// registrations therefore costs one bus command, not two per device. A failed publish is logged
+/// and the next event is tried, because one lost publish must not stop every later one.
 pub fn spawn_event_publisher(
     bus: Bus,
     source: SourceId,
     mut events: mpsc::Receiver<RegistryEvent>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            if let Err(error) = publish_event(&bus, &source, &event).await {
-                tracing::error!(service = "registry", topic_key = event.topic_key(), %error, "failed to publish a registry event");
-            }
+        let mut batch = Vec::with_capacity(EVENT_BATCH);
+        while events.recv_many(&mut batch, EVENT_BATCH).await > 0 {
+            publish_events(&bus, &source, &batch).await;
+            batch.clear();
         }
     })
+}
+
+/// Encodes `events` and publishes them in one batch, logging each one that fails.
+async fn publish_events(bus: &Bus, source: &SourceId, events: &[RegistryEvent]) {
+    let log = |event: &RegistryEvent, error: &dyn std::fmt::Display| {
+        tracing::error!(service = "registry", topic_key = event.topic_key(), %error, "failed to publish a registry event");
+    };
+
+    let mut messages = Vec::with_capacity(events.len());
+    let mut published = Vec::with_capacity(events.len());
+    for event in events {
+        match outbound_message(bus, source, event) {
+            Ok(message) => {
+                messages.push(message);
+                published.push(event);
+            }
+            Err(error) => log(event, &error),
+        }
+    }
+
+    match bus.publish_batch(messages).await {
+        Ok(results) => {
+            for (event, result) in published.into_iter().zip(results) {
+                if let Err(error) = result {
+                    log(event, &error);
+                }
+            }
+        }
+        Err(error) => {
+            tracing::error!(service = "registry", events = published.len(), %error, "failed to publish a batch of registry events");
+        }
+    }
 }
 
 /// An error from publishing one registry event.
@@ -74,16 +113,53 @@ pub async fn publish_event(
     source: &SourceId,
     event: &RegistryEvent,
 ) -> Result<(), PublishError> {
-    let topic = event.topic()?;
-    match event.body()? {
-        Some(body) => {
-            let options = PublishOptions::for_spec(event.spec(), PublishClass::StateChange);
-            let envelope = Envelope::new(source.clone(), body, &**bus.clock());
-            bus.publish(&topic, &envelope, options).await?;
-        }
-        None => bus.clear_retained(&topic).await?,
-    }
+    let message = outbound_message(bus, source, event)?;
+    bus.publish_raw(&message.topic, message.payload, message.options)
+        .await?;
     Ok(())
+}
+
+/// Builds the message that publishes `event`: its envelope encoded once, straight from the
+/// event's body, on the event's manifest topic. A cleared status is an empty retained payload.
+fn outbound_message(
+    bus: &Bus,
+    source: &SourceId,
+    event: &RegistryEvent,
+) -> Result<OutboundMessage, PublishError> {
+    let topic = event.topic()?;
+    let options = PublishOptions::for_spec(event.spec(), PublishClass::StateChange);
+    let clock = &**bus.clock();
+    let encoded = match event {
+        RegistryEvent::Registered(record) | RegistryEvent::Updated(record) => options
+            .codec
+            .encode(&Envelope::new(source.clone(), record, clock)),
+        RegistryEvent::Deregistered(tombstone) => {
+            options
+                .codec
+                .encode(&Envelope::new(source.clone(), tombstone, clock))
+        }
+        RegistryEvent::Status(status) => {
+            options
+                .codec
+                .encode(&Envelope::new(source.clone(), status, clock))
+        }
+        RegistryEvent::StatusCleared(_) => {
+            return Ok(OutboundMessage {
+                topic,
+                payload: Arc::from([]),
+                options: PublishOptions::state_change().with_retained(true),
+            });
+        }
+    };
+    let payload = encoded.map_err(|source| BusError::Encode {
+        topic: topic.clone(),
+        source,
+    })?;
+    Ok(OutboundMessage {
+        topic,
+        payload: payload.into(),
+        options,
+    })
 }
 
 /// The body of a request that names one device.
