@@ -5,13 +5,19 @@
 //! cargo run --release --example registry_load -- --devices 100000
 //! ```
 //!
-//! It first runs on the node's in-process bus (no MQTT), then on two brokers, both on 127.0.0.1: the embedded rumqttd, then a private Mosquitto with
-//! its default queue limits from `alicia-testkit`. On each it starts a node with a fresh database,
-//! and a second MQTT client sends registration requests, `--in-flight` of them at a time. A
-//! registration counts when its reply arrives, which the registry sends only after the durable
-//! commit. The bare side inserts the same postcard-encoded records into one redb table in durable
-//! transactions of `--batch` records. The run stops after the device count or `--timeout`,
-//! whichever comes first.
+//! It first runs on the node's in-process bus (no MQTT), then on two brokers, both on 127.0.0.1:
+//! the embedded rumqttd, then a private Mosquitto with its default queue limits from
+//! `alicia-testkit`. On each it starts a node with a fresh database and sends registration
+//! requests, `--in-flight` of them at a time. A registration counts when its reply arrives, which
+//! the registry sends only after the durable commit. The bare side inserts the same
+//! postcard-encoded records into one redb table in durable transactions of `--batch` records.
+//! The run stops after the device count or `--timeout`, whichever comes first.
+//!
+//! On the in-process bus the requests go through the node's own `Bus::request`. Over MQTT a plain
+//! rumqttc client sends them at QoS 1, because the load client shares the machine with the node
+//! and the broker, and a full bridge per request would take CPU time from what is measured. It
+//! encodes every request envelope before the clock starts, as devices would on their own
+//! hardware, and checks each reply's correlation id and status.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -22,8 +28,8 @@ use std::time::{Duration, Instant};
 use alicia::actors::registry::validate_spec;
 use alicia::actors::registry::{Capability, DeviceSpec, Property, Registration, ValueType};
 use alicia::core::bus::Bus;
-use alicia::core::{Envelope, SourceId, Timestamp, TopicName};
-use alicia::mqtt_bridge::{BridgeConfig, BrokerUrl, MqttBridge};
+use alicia::core::{Codec, Envelope, MessageId, SourceId, SystemClock, Timestamp, TopicName};
+use alicia::mqtt_bridge::BrokerUrl;
 use alicia::{BrokerChoice, Node, NodeConfig};
 use clap::Parser;
 
@@ -259,24 +265,8 @@ async fn through_node(args: &Args, broker: NodeBroker) -> Result<Run, String> {
         (None, None) => return Err("the node runs no embedded broker and has no broker URL".into()),
     };
 
-    let config = BridgeConfig::new(
-        url.clone(),
-        "registry-load".parse().map_err(|_| "invalid client id")?,
-    );
-    let (client, handle, _join) = MqttBridge::spawn(config)
-        .await
-        .map_err(|error| format!("starting the load client failed: {error}"))?;
-    if !handle.wait_connected(Duration::from_secs(10)).await {
-        return Err(format!(
-            "the load client did not connect to {url} within 10 s"
-        ));
-    }
+    let result = register_over_mqtt(args, &url).await;
 
-    let result = register_all(args, &client).await;
-
-    if let Some(actor) = client.actor() {
-        actor.stop(None);
-    }
     node.shutdown()
         .await
         .map_err(|error| format!("stopping the node failed: {error}"))?;
@@ -360,4 +350,180 @@ async fn register_all(args: &Args, client: &Bus) -> Result<Run, String> {
         count: acknowledged.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
     })
+}
+
+/// Client id of the MQTT load client; its replies arrive under `alicia/reply/registry-load/`.
+const MQTT_CLIENT_ID: &str = "registry-load";
+
+/// Sends `args.devices` registration requests over MQTT from a plain rumqttc client, with
+/// `args.in_flight` outstanding, and returns how many were acknowledged, and in what time.
+///
+/// Request `index` carries the message id `tag | index`, so a reply's correlation id names the
+/// request it answers. A reply counts when its correlation id matches its topic, names a request
+/// not yet answered, and its status is `ok`.
+async fn register_over_mqtt(args: &Args, url: &BrokerUrl) -> Result<Run, String> {
+    use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+
+    let reply_prefix = format!("alicia/reply/{MQTT_CLIENT_ID}/");
+    let tag = u128::from(rand::random::<u64>()) << 64;
+    let requests = encode_requests(args.devices, tag, &reply_prefix)?;
+
+    let mut options = MqttOptions::new(MQTT_CLIENT_ID, url.host(), url.port());
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_clean_session(true)
+        .set_max_packet_size(1 << 20, 1 << 20)
+        .set_inflight(u16::try_from(args.in_flight).unwrap_or(u16::MAX));
+    let (client, mut eventloop) = AsyncClient::new(options, args.in_flight.max(16));
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
+
+    client
+        .subscribe(format!("{reply_prefix}+"), QoS::AtLeastOnce)
+        .await
+        .map_err(|error| format!("subscribing the load client failed: {error}"))?;
+    let subscribed = async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Incoming::SubAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(error) => {
+                    return Err(format!(
+                        "the load client failed to connect to {url}: {error}"
+                    ));
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), subscribed)
+        .await
+        .map_err(|_| format!("the load client did not subscribe at {url} within 10 s"))??;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
+    let request_timeout = Duration::from_secs(args.request_timeout);
+    let window = Arc::new(tokio::sync::Semaphore::new(args.in_flight));
+    let mut answered = vec![false; args.devices];
+    let mut acknowledged = 0;
+
+    let started = Instant::now();
+    let sender = {
+        let (client, window) = (client.clone(), window.clone());
+        tokio::spawn(async move {
+            for payload in requests {
+                let Ok(permit) = window.acquire().await else {
+                    return;
+                };
+                permit.forget();
+                if client
+                    .publish(REGISTER_TOPIC, QoS::AtLeastOnce, false, payload)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })
+    };
+
+    let mut last_reply = tokio::time::Instant::now();
+    let outcome = loop {
+        if acknowledged == args.devices {
+            break Ok(());
+        }
+        let wait_until = deadline.min(last_reply + request_timeout);
+        let event = match tokio::time::timeout_at(wait_until, eventloop.poll()).await {
+            Ok(Ok(event)) => event,
+            Ok(Err(error)) => break Err(format!("the load client lost {url}: {error}")),
+            Err(_) if tokio::time::Instant::now() >= deadline => break Ok(()),
+            Err(_) => {
+                break Err(format!(
+                    "no registration reply within {request_timeout:?} after {acknowledged} replies"
+                ));
+            }
+        };
+        let Event::Incoming(Incoming::Publish(publish)) = event else {
+            continue;
+        };
+        let index = check_reply(
+            &publish.topic,
+            &publish.payload,
+            &reply_prefix,
+            tag,
+            &answered,
+        )?;
+        answered[index] = true;
+        acknowledged += 1;
+        last_reply = tokio::time::Instant::now();
+        window.add_permits(1);
+    };
+    let elapsed = started.elapsed();
+
+    window.close();
+    sender.abort();
+    let _ = client.disconnect().await;
+    outcome?;
+    Ok(Run {
+        count: acknowledged,
+        elapsed,
+    })
+}
+
+/// Encodes the registration request of every device, each naming its own reply topic.
+fn encode_requests(devices: usize, tag: u128, reply_prefix: &str) -> Result<Vec<Vec<u8>>, String> {
+    let source = SourceId::new(MQTT_CLIENT_ID).map_err(|error| error.to_string())?;
+    let clock = SystemClock::new();
+    (0..devices)
+        .map(|index| {
+            let id = MessageId::from_u128(tag | index as u128);
+            let reply_to =
+                TopicName::new(format!("{reply_prefix}{id}")).map_err(|error| error.to_string())?;
+            let envelope = Envelope::new(source.clone(), spec(index), &clock)
+                .with_message_id(id)
+                .with_reply_to(reply_to);
+            Codec::Json
+                .encode(&envelope)
+                .map_err(|error| format!("encoding request {index} failed: {error}"))
+        })
+        .collect()
+}
+
+/// Checks one reply and returns the index of the request it answers.
+///
+/// The check searches the payload for the correlation id that the topic names and for an `ok`
+/// status at the start of the body instead of parsing the JSON, to keep the load client cheap.
+/// It relies on the key order of Alicia's JSON encoder (`correlation_id` before `body`, `status`
+/// first in a reply body), so a change there fails the run instead of counting bad replies.
+fn check_reply(
+    topic: &str,
+    payload: &[u8],
+    reply_prefix: &str,
+    tag: u128,
+    answered: &[bool],
+) -> Result<usize, String> {
+    let text = std::str::from_utf8(payload)
+        .map_err(|_| format!("the reply on \"{topic}\" is not UTF-8"))?;
+    let correlation = topic
+        .strip_prefix(reply_prefix)
+        .ok_or_else(|| format!("a reply arrived on the foreign topic \"{topic}\""))?;
+    let correlation_field = format!("\"correlation_id\":\"{correlation}\"");
+    let Some(at) = text.find(&correlation_field) else {
+        return Err(format!(
+            "the reply on \"{topic}\" does not carry the correlation id {correlation}: {text}"
+        ));
+    };
+    if !text[at..].contains("\"body\":{\"status\":\"ok\"") {
+        return Err(format!("a registration failed: {text}"));
+    }
+
+    let id = MessageId::parse(correlation)
+        .map_err(|error| error.to_string())?
+        .as_u128();
+    let index = (id ^ tag) as usize;
+    if id & !u128::from(u64::MAX) != tag || answered.get(index) != Some(&false) {
+        return Err(format!(
+            "the reply on \"{topic}\" answers no outstanding request"
+        ));
+    }
+    Ok(index)
 }
