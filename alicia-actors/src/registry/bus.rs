@@ -18,13 +18,13 @@ use alicia_core::manifest::{self, ManifestError};
 use alicia_core::{DeviceId, TopicFilter};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::client::RegistryClient;
 use super::error::RegistryError;
 use super::events::RegistryEvent;
-use super::model::{DeviceQuery, DeviceSpec, DeviceUpdate, GroupId};
+use super::model::{DeviceQuery, DeviceSpec, DeviceUpdate, GroupId, Registration};
 
 /// The request operations the registry serves, as the `{operation}` level of
 /// `alicia/registry/request/{operation}`.
@@ -283,6 +283,8 @@ pub struct RoutesState {
     bus: Bus,
     registry: RegistryClient,
     in_flight: Arc<Semaphore>,
+    /// Registrations sent to the registry, in order, for the task that publishes their replies.
+    registrations: mpsc::UnboundedSender<PendingRegistration>,
     routes: Vec<RouteId>,
     /// Heartbeats on a topic whose device level is not a valid, unreserved id.
     rejected_heartbeats: u64,
@@ -356,10 +358,13 @@ impl Actor for RegistryRoutes {
             routes = routes.len(),
             "registry routes subscribed"
         );
+        let (registrations, pending) = mpsc::unbounded_channel();
+        tokio::spawn(publish_registration_replies(bus.clone(), pending));
         Ok(RoutesState {
             bus,
             registry: args.registry,
             in_flight: Arc::new(Semaphore::new(args.max_in_flight.max(1))),
+            registrations,
             routes,
             rejected_heartbeats: 0,
         })
@@ -399,6 +404,10 @@ impl Actor for RegistryRoutes {
         let Ok(permit) = state.in_flight.clone().acquire_owned().await else {
             return Ok(());
         };
+        if let RouteMessage::Register(delivery) = message {
+            state.register(delivery, permit).await;
+            return Ok(());
+        }
         let bus = state.bus.clone();
         let registry = state.registry.clone();
         tokio::spawn(async move {
@@ -410,6 +419,42 @@ impl Actor for RegistryRoutes {
 }
 
 impl RoutesState {
+    /// Sends a registration to the registry without waiting for its commit, and queues it for
+    /// the reply publisher. The permit is released once its reply is published.
+    async fn register(&mut self, delivery: Delivery<DeviceSpec>, permit: OwnedSemaphorePermit) {
+        let Delivery {
+            topic,
+            envelope,
+            retained,
+        } = delivery;
+        let mut spec = None;
+        let request = Delivery {
+            topic,
+            envelope: envelope.map_body(|body| spec = Some(body)),
+            retained,
+        };
+        let (reply, outcome) = ractor::concurrency::oneshot();
+        if let Some(spec) = spec
+            && let Err(error) = self.registry.register_with_reply(spec, reply.into()).await
+        {
+            // The reply port went down with the rejected message, so the outcome reads as
+            // closed, and the publisher answers that the registry is unavailable.
+            tracing::warn!(service = "registry", %error, "failed to pass a registration to the registry");
+        }
+        let pending = PendingRegistration {
+            request,
+            outcome,
+            deadline: tokio::time::Instant::now() + self.registry.timeout(),
+            _permit: permit,
+        };
+        if self.registrations.send(pending).is_err() {
+            tracing::error!(
+                service = "registry",
+                "the registration reply publisher has stopped; a reply is lost"
+            );
+        }
+    }
+
     fn device_heartbeat(&mut self, delivery: &Delivery<DeviceHeartbeat>) {
         let spec = manifest::lookup("device.heartbeat")
             .expect("the manifest lists device.heartbeat, which its tests check");
@@ -435,6 +480,100 @@ impl RoutesState {
     }
 }
 
+/// Replies the publisher puts into one [`Bus::publish_batch`] at most.
+const REPLY_BATCH: usize = 256;
+
+/// A registration passed to the registry, waiting for its outcome and then for its reply.
+#[derive(Debug)]
+struct PendingRegistration {
+    /// The request without its body, which went to the registry.
+    request: Delivery<()>,
+    outcome: oneshot::Receiver<Result<Registration, RegistryError>>,
+    /// When the publisher stops waiting for the outcome and replies with an error.
+    deadline: tokio::time::Instant,
+    /// The in-flight permit, released with the entry once its reply is published.
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Publishes the replies of registrations in the order they were sent to the registry.
+///
+/// The registry answers registrations in the order it received them, after each group commit.
+/// So the publisher waits for the oldest outcome, then takes every later registration whose
+/// outcome has already arrived and publishes all their replies in one [`Bus::publish_batch`].
+/// A burst of registrations thus costs one bus command per commit instead of one per device. It
+/// ends when the routes actor has stopped and every queued registration is answered.
+async fn publish_registration_replies(
+    bus: Bus,
+    mut pending: mpsc::UnboundedReceiver<PendingRegistration>,
+) {
+    let mut waiting: Option<PendingRegistration> = None;
+    let mut answered = Vec::with_capacity(REPLY_BATCH);
+    loop {
+        let mut oldest = match waiting.take() {
+            Some(entry) => entry,
+            None => match pending.recv().await {
+                Some(entry) => entry,
+                None => return,
+            },
+        };
+        let outcome = match tokio::time::timeout_at(oldest.deadline, &mut oldest.outcome).await {
+            Ok(received) => received.unwrap_or_else(|_| Err(registry_gone())),
+            Err(_) => Err(RegistryError::Unavailable {
+                reason: "the registry did not answer the registration in time".into(),
+            }),
+        };
+        answered.push((oldest, outcome));
+
+        while answered.len() < REPLY_BATCH {
+            let Ok(mut entry) = pending.try_recv() else {
+                break;
+            };
+            match entry.outcome.try_recv() {
+                Ok(outcome) => answered.push((entry, outcome)),
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    answered.push((entry, Err(registry_gone())));
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    waiting = Some(entry);
+                    break;
+                }
+            }
+        }
+
+        let mut replies = Vec::with_capacity(answered.len());
+        let mut in_flight = Vec::with_capacity(answered.len());
+        for (entry, outcome) in answered.drain(..) {
+            match bus.reply_message(&entry.request, outcome.map_err(error_body)) {
+                Ok(reply) => replies.push(reply),
+                Err(BusError::NoReplyTopic { .. }) => {}
+                Err(error) => {
+                    tracing::warn!(service = "registry", %error, "failed to encode a registry reply");
+                }
+            }
+            in_flight.push(entry);
+        }
+        let count = replies.len();
+        match bus.publish_batch(replies).await {
+            Ok(results) => {
+                for error in results.into_iter().filter_map(Result::err) {
+                    tracing::warn!(service = "registry", %error, "failed to send a registry reply");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(service = "registry", replies = count, %error, "failed to send a batch of registry replies");
+            }
+        }
+        // The permits go only now, so the in-flight bound covers publishing the replies.
+        drop(in_flight);
+    }
+}
+
+fn registry_gone() -> RegistryError {
+    RegistryError::Unavailable {
+        reason: "the registry stopped before it answered the registration".into(),
+    }
+}
+
 fn error_body(error: RegistryError) -> ErrorBody {
     ErrorBody::new(error.code(), error.to_string())
 }
@@ -443,6 +582,8 @@ fn error_body(error: RegistryError) -> ErrorBody {
 async fn answer(bus: &Bus, registry: &RegistryClient, message: RouteMessage) {
     let sent = match message {
         RouteMessage::Register(delivery) => {
+            // The routes actor passes registrations to the reply publisher instead; this arm
+            // only keeps the match complete.
             let result = registry.register(delivery.envelope.body().clone()).await;
             bus.respond(&delivery, result.map_err(error_body)).await
         }

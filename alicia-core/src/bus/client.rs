@@ -262,6 +262,19 @@ impl Bus {
         request: &Delivery<Req>,
         result: Result<Resp, ErrorBody>,
     ) -> Result<(), BusError> {
+        let message = self.reply_message(request, result)?;
+        self.publish_raw(&message.topic, message.payload, message.options)
+            .await
+    }
+
+    /// Encodes `result` as the reply to `request` without publishing it, for a caller that
+    /// publishes many replies with [`Bus::publish_batch`]. [`Bus::respond`] publishes the same
+    /// message.
+    pub fn reply_message<Req, Resp: Serialize>(
+        &self,
+        request: &Delivery<Req>,
+        result: Result<Resp, ErrorBody>,
+    ) -> Result<OutboundMessage, BusError> {
         let reply_topic = request
             .envelope
             .reply_to()
@@ -273,8 +286,19 @@ impl Bus {
             Reply::from(result),
             &*self.info.clock,
         );
-        self.publish(reply_topic, &reply, PublishOptions::request())
-            .await
+        let options = PublishOptions::request();
+        let payload = options
+            .codec
+            .encode(&reply)
+            .map_err(|source| BusError::Encode {
+                topic: reply_topic.clone(),
+                source,
+            })?;
+        Ok(OutboundMessage {
+            topic: reply_topic.clone(),
+            payload: payload.into(),
+            options,
+        })
     }
 
     /// Reads the counters of one route.
