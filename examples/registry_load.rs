@@ -13,6 +13,10 @@
 //! postcard-encoded records into one redb table in durable transactions of `--batch` records.
 //! The run stops after the device count or `--timeout`, whichever comes first.
 //!
+//! A last run replaces the node with a bare MQTT responder that publishes the same three messages
+//! per request and does nothing else, which shows how much of the machine the broker and the
+//! load client take.
+//!
 //! On the in-process bus the requests go through the node's own `Bus::request`. Over MQTT a plain
 //! rumqttc client sends them at QoS 1, because the load client shares the machine with the node
 //! and the broker, and a full bridge per request would take CPU time from what is measured. It
@@ -66,7 +70,8 @@ struct Args {
     request_timeout: u64,
 
     /// Runs to make, in this order: bare redb, the node on its in-process bus, the node on the
-    /// embedded broker, the node on Mosquitto. A profiler can select one run with this.
+    /// embedded broker, the node on Mosquitto, a bare responder on Mosquitto. A profiler can
+    /// select one run with this.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = RunKind::ALL)]
     runs: Vec<RunKind>,
 }
@@ -82,14 +87,19 @@ enum RunKind {
     Embedded,
     /// The node on a private Mosquitto with its default queue limits.
     Mosquitto,
+    /// No node: a plain MQTT responder on a private Mosquitto sends the reply and the two events
+    /// of each registration without decoding, storing or validating anything. It measures what
+    /// the broker and the load client alone allow on this machine.
+    BareMosquitto,
 }
 
 impl RunKind {
-    const ALL: [RunKind; 4] = [
+    const ALL: [RunKind; 5] = [
         RunKind::Bare,
         RunKind::InProcess,
         RunKind::Embedded,
         RunKind::Mosquitto,
+        RunKind::BareMosquitto,
     ];
 }
 
@@ -144,7 +154,142 @@ async fn run(args: &Args) -> Result<(), String> {
         let external = through_node(args, NodeBroker::External(url)).await?;
         print_rate("node, Mosquitto (default queue)", &external, bare.as_ref());
     }
+
+    if wants(RunKind::BareMosquitto) {
+        let mosquitto = alicia_testkit::Mosquitto::start_with(alicia_testkit::DEFAULT_QUEUE_CONFIG)
+            .map_err(|error| format!("starting Mosquitto failed: {error}"))?;
+        let url = BrokerUrl::parse(&mosquitto.url()).map_err(|error| error.to_string())?;
+        let responder = spawn_bare_responder(&url).await?;
+        let result = register_over_mqtt(args, &url).await;
+        responder.abort();
+        print_rate("bare responder, Mosquitto", &result?, bare.as_ref());
+    }
     Ok(())
+}
+
+/// Client id of the bare responder.
+const BARE_RESPONDER_ID: &str = "registry-load-responder";
+
+/// Starts a plain MQTT client that answers every registration request like the node does on
+/// the wire, with nothing behind it.
+///
+/// Per request it publishes, at QoS 1, a reply with the request's correlation id on the
+/// request's reply topic, a `registered` event and a retained status on a topic of its own per
+/// request. The reply and event bodies hold a real record's JSON and the status has the node's
+/// fields, so the sizes match the node's messages.
+/// It finds the message id and reply topic by searching the request text, which the load
+/// client encoded.
+async fn spawn_bare_responder(url: &BrokerUrl) -> Result<tokio::task::JoinHandle<()>, String> {
+    use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+
+    let record = validate_spec(&spec(0), Timestamp(0)).map_err(|error| error.to_string())?;
+    let record_json = serde_json::to_string(&record).map_err(|error| error.to_string())?;
+    let source = SourceId::new(BARE_RESPONDER_ID).map_err(|error| error.to_string())?;
+    let clock = SystemClock::new();
+    let event = Codec::Json
+        .encode(&Envelope::new(source.clone(), &record, &clock))
+        .map_err(|error| error.to_string())?;
+    let status = Codec::Json
+        .encode(&Envelope::new(
+            source,
+            serde_json::json!({
+                "device_id": record.id,
+                "availability": {"state": "unknown", "reason": "not_seen_since_registration", "since": 0},
+            }),
+            &clock,
+        ))
+        .map_err(|error| error.to_string())?;
+
+    let mut options = MqttOptions::new(BARE_RESPONDER_ID, url.host(), url.port());
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_clean_session(true)
+        .set_max_packet_size(1 << 20, 1 << 20)
+        .set_inflight(1024);
+    let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
+    client
+        .subscribe(REGISTER_TOPIC, QoS::AtLeastOnce)
+        .await
+        .map_err(|error| format!("subscribing the bare responder failed: {error}"))?;
+    let subscribed = async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Incoming::SubAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(error) => return Err(format!("the bare responder failed to connect: {error}")),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), subscribed)
+        .await
+        .map_err(|_| "the bare responder did not subscribe within 10 s".to_owned())??;
+
+    // The event loop task only reads; the publishing task waits on rumqttc's request channel, so
+    // a full channel never stops the reads that free it.
+    let (requests, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        while let Ok(event) = eventloop.poll().await {
+            if let Event::Incoming(Incoming::Publish(publish)) = event
+                && requests.send(publish.payload).is_err()
+            {
+                return;
+            }
+        }
+    });
+    let publisher = tokio::spawn(async move {
+        let _reader = AbortOnDrop(reader);
+        while let Some(request) = received.recv().await {
+            let Some((id, reply_to)) = request_header(&request) else {
+                continue;
+            };
+            let reply = format!(
+                r#"{{"v":1,"id":"{id}","timestamp_ms":0,"source":"{BARE_RESPONDER_ID}","correlation_id":"{id}","body":{{"status":"ok","value":{{"outcome":"created","record":{record_json}}}}}}}"#
+            );
+            let publishes = [
+                (reply_to.to_owned(), reply.into_bytes(), false),
+                (
+                    "alicia/devices/registry/registered".to_owned(),
+                    event.clone(),
+                    false,
+                ),
+                (format!("alicia/devices/status/{id}"), status.clone(), true),
+            ];
+            for (topic, payload, retain) in publishes {
+                if client
+                    .publish(topic, QoS::AtLeastOnce, retain, payload)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(publisher)
+}
+
+/// Finds the message id and the reply topic in a request envelope's JSON text.
+fn request_header(request: &[u8]) -> Option<(&str, &str)> {
+    let text = std::str::from_utf8(request).ok()?;
+    let field = |name: &str| {
+        let key = format!("\"{name}\":\"");
+        let start = text.find(&key)? + key.len();
+        let length = text[start..].find('"')?;
+        Some(&text[start..start + length])
+    };
+    Some((field("id")?, field("reply_to")?))
+}
+
+/// Aborts a task when dropped, so the bare responder's reader ends with its publisher.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 enum NodeBroker {
