@@ -170,7 +170,7 @@ async fn run(args: &Args) -> Result<(), String> {
 /// Client id of the bare responder.
 const BARE_RESPONDER_ID: &str = "registry-load-responder";
 
-/// Starts a plain MQTT client that answers every registration request like the node does on
+/// Starts a plain MQTT client that replies to every registration request like the node does on
 /// the wire, with nothing behind it.
 ///
 /// Per request it publishes, at QoS 1, a reply with the request's correlation id on the
@@ -504,7 +504,7 @@ const MQTT_CLIENT_ID: &str = "registry-load";
 /// `args.in_flight` outstanding, and returns how many were acknowledged, and in what time.
 ///
 /// Request `index` carries the message id `tag | index`, so a reply's correlation id names the
-/// request it answers. A reply counts when its correlation id matches its topic, names a request
+/// request it replies to. A reply counts when its correlation id matches its topic, names a request
 /// not yet answered, and its status is `ok`.
 async fn register_over_mqtt(args: &Args, url: &BrokerUrl) -> Result<Run, String> {
     use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
@@ -633,7 +633,7 @@ fn encode_requests(devices: usize, tag: u128, reply_prefix: &str) -> Result<Vec<
         .collect()
 }
 
-/// Checks one reply and returns the index of the request it answers.
+/// Checks one reply and returns the index of the request it replies to.
 ///
 /// The check searches the payload for the correlation id that the topic names and for an `ok`
 /// status at the start of the body instead of parsing the JSON, to keep the load client cheap.
@@ -667,7 +667,7 @@ fn check_reply(
     let index = (id ^ tag) as usize;
     if id & !u128::from(u64::MAX) != tag || answered.get(index) != Some(&false) {
         return Err(format!(
-            "the reply on \"{topic}\" answers no outstanding request"
+            "the reply on \"{topic}\" replies to no outstanding request"
         ));
     }
     Ok(index)

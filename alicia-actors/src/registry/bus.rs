@@ -438,7 +438,7 @@ impl RoutesState {
             && let Err(error) = self.registry.register_with_reply(spec, reply.into()).await
         {
             // The reply port went down with the rejected message, so the outcome reads as
-            // closed, and the publisher answers that the registry is unavailable.
+            // closed, and the publisher replies that the registry is unavailable.
             tracing::warn!(service = "registry", %error, "failed to pass a registration to the registry");
         }
         let pending = PendingRegistration {
@@ -497,7 +497,7 @@ struct PendingRegistration {
 
 /// Publishes the replies of registrations in the order they were sent to the registry.
 ///
-/// The registry answers registrations in the order it received them, after each group commit.
+/// The registry replies to registrations in the order it received them, after each group commit.
 /// So the publisher waits for the oldest outcome, then takes every later registration whose
 /// outcome has already arrived and publishes all their replies in one [`Bus::publish_batch`].
 /// A burst of registrations thus costs one bus command per commit instead of one per device. It
@@ -517,7 +517,7 @@ async fn publish_registration_replies(
             },
         };
         let outcome = match tokio::time::timeout_at(oldest.deadline, &mut oldest.outcome).await {
-            Ok(received) => received.unwrap_or_else(|_| Err(registry_gone())),
+            Ok(received) => received.unwrap_or_else(|_| Err(registry_stopped_error())),
             Err(_) => Err(RegistryError::Unavailable {
                 reason: "the registry did not answer the registration in time".into(),
             }),
@@ -531,7 +531,7 @@ async fn publish_registration_replies(
             match entry.outcome.try_recv() {
                 Ok(outcome) => answered.push((entry, outcome)),
                 Err(oneshot::error::TryRecvError::Closed) => {
-                    answered.push((entry, Err(registry_gone())));
+                    answered.push((entry, Err(registry_stopped_error())));
                 }
                 Err(oneshot::error::TryRecvError::Empty) => {
                     waiting = Some(entry);
@@ -568,7 +568,7 @@ async fn publish_registration_replies(
     }
 }
 
-fn registry_gone() -> RegistryError {
+fn registry_stopped_error() -> RegistryError {
     RegistryError::Unavailable {
         reason: "the registry stopped before it answered the registration".into(),
     }

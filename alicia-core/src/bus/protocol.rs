@@ -56,7 +56,7 @@ pub enum BusCommand {
 
     /// Publishes encoded envelopes in order, as one command.
     ///
-    /// The reply holds one result per message, in order, and comes once the bus has accepted or
+    /// The reply contains one result per message, in order, and comes once the bus has accepted or
     /// rejected every message as it would a [`BusCommand::Publish`]. A publisher with many
     /// messages at once (a service's events after a group commit) wakes the bus once instead of
     /// once per message. A bus keeps the messages of one batch in order, also when it has to wait
