@@ -24,7 +24,8 @@ use clap::Parser;
 /// ("no-connection id ... is already gone") and its connection handler ("router-drop", and a
 /// rejected connect of an MQTT 5 client). Both are quiet, and the rest of rumqttd logs warnings
 /// only.
-const DEFAULT_LOG_FILTER: &str = "info,rumqttd=warn,rumqttd::router=off,rumqttd::server::broker=off";
+const DEFAULT_LOG_FILTER: &str =
+    "info,rumqttd=warn,rumqttd::router=off,rumqttd::server::broker=off";
 
 /// Runs an Alicia node with the device registry and the health monitor.
 #[derive(Debug, Parser)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use alicia_core::bus::{
     Action, Authorization, AuthorizationRequest, Authorizer, Bus, BusError, Delivery,
-    PublishOptions,
+    OutboundMessage, PublishOptions,
 };
 use alicia_core::clock::SystemClock;
 use alicia_core::codec::Codec;
@@ -17,7 +17,9 @@ use alicia_core::envelope::{Envelope, SourceId};
 use alicia_core::id::NodeId;
 use alicia_core::topic::{TopicFilter, TopicName};
 use alicia_mqtt_bridge::BrokerUrl;
-use alicia_mqtt_bridge::bridge::{Backoff, BridgeConfig, BridgeHandle, MqttBridge, MqttVersion};
+use alicia_mqtt_bridge::bridge::{
+    Backoff, BridgeConfig, BridgeHandle, MqttBridge, MqttVersion, OutboxCapacity,
+};
 use alicia_mqtt_bridge::broker::{EmbeddedBroker, EmbeddedBrokerConfig};
 use alicia_testkit::Mosquitto;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -795,4 +797,59 @@ async fn duplicate_client_ids_back_off() {
     assert!(first.connect_attempts <= 12, "{first:?}");
     assert!(second.connect_attempts <= 12, "{second:?}");
     assert!(first.connection_losses >= 1, "{first:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_batch_keeps_order_through_full_outbox() {
+    let broker = mosquitto();
+    let mut bridge_config = config(&broker.url(), "node-batch");
+    // Two slots make most of the batch wait for outbox space.
+    bridge_config.outbox = OutboxCapacity {
+        state_changes: 2,
+        ..OutboxCapacity::default()
+    };
+    bridge_config.max_payload_size = 1024;
+    let (bus, _handle) = start_connected(bridge_config).await;
+    let (_, mut readings) = collect::<Reading>(&bus, "alicia/devices/batch/state").await;
+
+    let state = topic("alicia/devices/batch/state");
+    let mut messages = Vec::new();
+    for value in 0..40 {
+        let payload = Codec::Json
+            .encode(&envelope(&bus, Reading { value }))
+            .expect("a reading encodes");
+        messages.push(OutboundMessage {
+            topic: state.clone(),
+            payload: payload.into(),
+            options: PublishOptions::state_change(),
+        });
+    }
+    // An oversized message in the middle fails alone.
+    messages.insert(
+        20,
+        OutboundMessage {
+            topic: state.clone(),
+            payload: vec![b'x'; 2048].into(),
+            options: PublishOptions::state_change(),
+        },
+    );
+
+    let results = bus
+        .publish_batch(messages)
+        .await
+        .expect("the bridge takes the batch");
+    assert_eq!(results.len(), 41);
+    for (index, result) in results.iter().enumerate() {
+        if index == 20 {
+            assert!(
+                matches!(result, Err(BusError::PublishFailed { .. })),
+                "{result:?}"
+            );
+        } else {
+            assert!(result.is_ok(), "message {index}: {result:?}");
+        }
+    }
+    for value in 0..40 {
+        assert_eq!(next(&mut readings).await.envelope.body().value, value);
+    }
 }

@@ -640,12 +640,16 @@ impl RegistryState {
 
         // NOTE: the commit and its fsync run on the actor's runtime thread and block it for the
         // commit's duration. Moving store writes to a blocking thread would free it.
+        let batch: Vec<(&DeviceRecord, Option<&DeviceRecord>)> = pending
+            .staged
+            .iter()
+            .map(|staged| (&staged.record, staged.previous.as_ref()))
+            .collect();
         let result = self.store.write(|transaction| {
-            for staged in &pending.staged {
-                tables::put_device(transaction, &staged.record, staged.previous.as_ref())?;
-            }
+            tables::put_devices(transaction, &batch)?;
             Ok::<(), RegistryError>(())
         });
+        drop(batch);
 
         if let Err(error) = result {
             tracing::error!(

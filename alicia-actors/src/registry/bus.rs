@@ -10,19 +10,21 @@
 
 use std::sync::Arc;
 
-use alicia_core::bus::{Bus, BusError, Delivery, ErrorBody, PublishClass, PublishOptions, RouteId};
+use alicia_core::bus::{
+    Bus, BusError, Delivery, ErrorBody, OutboundMessage, PublishClass, PublishOptions, RouteId,
+};
 use alicia_core::envelope::{Envelope, SourceId};
 use alicia_core::manifest::{self, ManifestError};
 use alicia_core::{DeviceId, TopicFilter};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::client::RegistryClient;
 use super::error::RegistryError;
 use super::events::RegistryEvent;
-use super::model::{DeviceQuery, DeviceSpec, DeviceUpdate, GroupId};
+use super::model::{DeviceQuery, DeviceSpec, DeviceUpdate, GroupId, Registration};
 
 /// The request operations the registry serves, as the `{operation}` level of
 /// `alicia/registry/request/{operation}`.
@@ -36,22 +38,59 @@ pub const OPERATIONS: &[&str] = &[
     "group",
 ];
 
+/// Maximum number of events the publisher hands to the bus in one batch.
+const EVENT_BATCH: usize = 512;
+
 /// Publishes every event from `events` on the bus until the channel closes.
 ///
-/// A failed publish is logged and the next event is tried, because one lost publish must not
-/// stop every later one.
+/// The publisher takes every event that is waiting, up to [`EVENT_BATCH`], encodes each one and
+/// hands them to the bus in one [`Bus::publish_batch`], in channel order. A group commit of many
+/// registrations therefore costs one bus command, not two per device. A failed publish is logged
+/// and the next event is tried, because one lost publish must not stop every later one.
 pub fn spawn_event_publisher(
     bus: Bus,
     source: SourceId,
     mut events: mpsc::Receiver<RegistryEvent>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            if let Err(error) = publish_event(&bus, &source, &event).await {
-                tracing::error!(service = "registry", topic_key = event.topic_key(), %error, "failed to publish a registry event");
-            }
+        let mut batch = Vec::with_capacity(EVENT_BATCH);
+        while events.recv_many(&mut batch, EVENT_BATCH).await > 0 {
+            publish_events(&bus, &source, &batch).await;
+            batch.clear();
         }
     })
+}
+
+/// Encodes `events` and publishes them in one batch, logging each one that fails.
+async fn publish_events(bus: &Bus, source: &SourceId, events: &[RegistryEvent]) {
+    let log = |event: &RegistryEvent, error: &dyn std::fmt::Display| {
+        tracing::error!(service = "registry", topic_key = event.topic_key(), %error, "failed to publish a registry event");
+    };
+
+    let mut messages = Vec::with_capacity(events.len());
+    let mut published = Vec::with_capacity(events.len());
+    for event in events {
+        match outbound_message(bus, source, event) {
+            Ok(message) => {
+                messages.push(message);
+                published.push(event);
+            }
+            Err(error) => log(event, &error),
+        }
+    }
+
+    match bus.publish_batch(messages).await {
+        Ok(results) => {
+            for (event, result) in published.into_iter().zip(results) {
+                if let Err(error) = result {
+                    log(event, &error);
+                }
+            }
+        }
+        Err(error) => {
+            tracing::error!(service = "registry", events = published.len(), %error, "failed to publish a batch of registry events");
+        }
+    }
 }
 
 /// An error from publishing one registry event.
@@ -74,16 +113,53 @@ pub async fn publish_event(
     source: &SourceId,
     event: &RegistryEvent,
 ) -> Result<(), PublishError> {
-    let topic = event.topic()?;
-    match event.body()? {
-        Some(body) => {
-            let options = PublishOptions::for_spec(event.spec(), PublishClass::StateChange);
-            let envelope = Envelope::new(source.clone(), body, &**bus.clock());
-            bus.publish(&topic, &envelope, options).await?;
-        }
-        None => bus.clear_retained(&topic).await?,
-    }
+    let message = outbound_message(bus, source, event)?;
+    bus.publish_raw(&message.topic, message.payload, message.options)
+        .await?;
     Ok(())
+}
+
+/// Builds the message that publishes `event`: its envelope encoded once, straight from the
+/// event's body, on the event's manifest topic. A cleared status is an empty retained payload.
+fn outbound_message(
+    bus: &Bus,
+    source: &SourceId,
+    event: &RegistryEvent,
+) -> Result<OutboundMessage, PublishError> {
+    let topic = event.topic()?;
+    let options = PublishOptions::for_spec(event.spec(), PublishClass::StateChange);
+    let clock = &**bus.clock();
+    let encoded = match event {
+        RegistryEvent::Registered(record) | RegistryEvent::Updated(record) => options
+            .codec
+            .encode(&Envelope::new(source.clone(), record, clock)),
+        RegistryEvent::Deregistered(tombstone) => {
+            options
+                .codec
+                .encode(&Envelope::new(source.clone(), tombstone, clock))
+        }
+        RegistryEvent::Status(status) => {
+            options
+                .codec
+                .encode(&Envelope::new(source.clone(), status, clock))
+        }
+        RegistryEvent::StatusCleared(_) => {
+            return Ok(OutboundMessage {
+                topic,
+                payload: Arc::from([]),
+                options: PublishOptions::state_change().with_retained(true),
+            });
+        }
+    };
+    let payload = encoded.map_err(|source| BusError::Encode {
+        topic: topic.clone(),
+        source,
+    })?;
+    Ok(OutboundMessage {
+        topic,
+        payload: payload.into(),
+        options,
+    })
 }
 
 /// The body of a request that names one device.
@@ -207,6 +283,8 @@ pub struct RoutesState {
     bus: Bus,
     registry: RegistryClient,
     in_flight: Arc<Semaphore>,
+    /// Registrations sent to the registry, in order, for the task that publishes their replies.
+    registrations: mpsc::UnboundedSender<PendingRegistration>,
     routes: Vec<RouteId>,
     /// Heartbeats on a topic whose device level is not a valid, unreserved id.
     rejected_heartbeats: u64,
@@ -280,10 +358,13 @@ impl Actor for RegistryRoutes {
             routes = routes.len(),
             "registry routes subscribed"
         );
+        let (registrations, pending) = mpsc::unbounded_channel();
+        tokio::spawn(publish_registration_replies(bus.clone(), pending));
         Ok(RoutesState {
             bus,
             registry: args.registry,
             in_flight: Arc::new(Semaphore::new(args.max_in_flight.max(1))),
+            registrations,
             routes,
             rejected_heartbeats: 0,
         })
@@ -323,6 +404,10 @@ impl Actor for RegistryRoutes {
         let Ok(permit) = state.in_flight.clone().acquire_owned().await else {
             return Ok(());
         };
+        if let RouteMessage::Register(delivery) = message {
+            state.register(delivery, permit).await;
+            return Ok(());
+        }
         let bus = state.bus.clone();
         let registry = state.registry.clone();
         tokio::spawn(async move {
@@ -334,6 +419,42 @@ impl Actor for RegistryRoutes {
 }
 
 impl RoutesState {
+    /// Sends a registration to the registry without waiting for its commit, and queues it for
+    /// the reply publisher. The permit is released once its reply is published.
+    async fn register(&mut self, delivery: Delivery<DeviceSpec>, permit: OwnedSemaphorePermit) {
+        let Delivery {
+            topic,
+            envelope,
+            retained,
+        } = delivery;
+        let mut spec = None;
+        let request = Delivery {
+            topic,
+            envelope: envelope.map_body(|body| spec = Some(body)),
+            retained,
+        };
+        let (reply, outcome) = ractor::concurrency::oneshot();
+        if let Some(spec) = spec
+            && let Err(error) = self.registry.register_with_reply(spec, reply.into()).await
+        {
+            // The reply port went down with the rejected message, so the outcome reads as
+            // closed, and the publisher replies that the registry is unavailable.
+            tracing::warn!(service = "registry", %error, "failed to pass a registration to the registry");
+        }
+        let pending = PendingRegistration {
+            request,
+            outcome,
+            deadline: tokio::time::Instant::now() + self.registry.timeout(),
+            _permit: permit,
+        };
+        if self.registrations.send(pending).is_err() {
+            tracing::error!(
+                service = "registry",
+                "the registration reply publisher has stopped; a reply is lost"
+            );
+        }
+    }
+
     fn device_heartbeat(&mut self, delivery: &Delivery<DeviceHeartbeat>) {
         let spec = manifest::lookup("device.heartbeat")
             .expect("the manifest lists device.heartbeat, which its tests check");
@@ -359,6 +480,100 @@ impl RoutesState {
     }
 }
 
+/// Replies the publisher puts into one [`Bus::publish_batch`] at most.
+const REPLY_BATCH: usize = 256;
+
+/// A registration passed to the registry, waiting for its outcome and then for its reply.
+#[derive(Debug)]
+struct PendingRegistration {
+    /// The request without its body, which went to the registry.
+    request: Delivery<()>,
+    outcome: oneshot::Receiver<Result<Registration, RegistryError>>,
+    /// When the publisher stops waiting for the outcome and replies with an error.
+    deadline: tokio::time::Instant,
+    /// The in-flight permit, released with the entry once its reply is published.
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Publishes the replies of registrations in the order they were sent to the registry.
+///
+/// The registry replies to registrations in the order it received them, after each group commit.
+/// So the publisher waits for the oldest outcome, then takes every later registration whose
+/// outcome has already arrived and publishes all their replies in one [`Bus::publish_batch`].
+/// A burst of registrations thus costs one bus command per commit instead of one per device. It
+/// ends when the routes actor has stopped and every queued registration is answered.
+async fn publish_registration_replies(
+    bus: Bus,
+    mut pending: mpsc::UnboundedReceiver<PendingRegistration>,
+) {
+    let mut waiting: Option<PendingRegistration> = None;
+    let mut answered = Vec::with_capacity(REPLY_BATCH);
+    loop {
+        let mut oldest = match waiting.take() {
+            Some(entry) => entry,
+            None => match pending.recv().await {
+                Some(entry) => entry,
+                None => return,
+            },
+        };
+        let outcome = match tokio::time::timeout_at(oldest.deadline, &mut oldest.outcome).await {
+            Ok(received) => received.unwrap_or_else(|_| Err(registry_stopped_error())),
+            Err(_) => Err(RegistryError::Unavailable {
+                reason: "the registry did not answer the registration in time".into(),
+            }),
+        };
+        answered.push((oldest, outcome));
+
+        while answered.len() < REPLY_BATCH {
+            let Ok(mut entry) = pending.try_recv() else {
+                break;
+            };
+            match entry.outcome.try_recv() {
+                Ok(outcome) => answered.push((entry, outcome)),
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    answered.push((entry, Err(registry_stopped_error())));
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    waiting = Some(entry);
+                    break;
+                }
+            }
+        }
+
+        let mut replies = Vec::with_capacity(answered.len());
+        let mut in_flight = Vec::with_capacity(answered.len());
+        for (entry, outcome) in answered.drain(..) {
+            match bus.reply_message(&entry.request, outcome.map_err(error_body)) {
+                Ok(reply) => replies.push(reply),
+                Err(BusError::NoReplyTopic { .. }) => {}
+                Err(error) => {
+                    tracing::warn!(service = "registry", %error, "failed to encode a registry reply");
+                }
+            }
+            in_flight.push(entry);
+        }
+        let count = replies.len();
+        match bus.publish_batch(replies).await {
+            Ok(results) => {
+                for error in results.into_iter().filter_map(Result::err) {
+                    tracing::warn!(service = "registry", %error, "failed to send a registry reply");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(service = "registry", replies = count, %error, "failed to send a batch of registry replies");
+            }
+        }
+        // The permits go only now, so the in-flight bound covers publishing the replies.
+        drop(in_flight);
+    }
+}
+
+fn registry_stopped_error() -> RegistryError {
+    RegistryError::Unavailable {
+        reason: "the registry stopped before it answered the registration".into(),
+    }
+}
+
 fn error_body(error: RegistryError) -> ErrorBody {
     ErrorBody::new(error.code(), error.to_string())
 }
@@ -367,6 +582,8 @@ fn error_body(error: RegistryError) -> ErrorBody {
 async fn answer(bus: &Bus, registry: &RegistryClient, message: RouteMessage) {
     let sent = match message {
         RouteMessage::Register(delivery) => {
+            // The routes actor passes registrations to the reply publisher instead; this arm
+            // only keeps the match complete.
             let result = registry.register(delivery.envelope.body().clone()).await;
             bus.respond(&delivery, result.map_err(error_body)).await
         }

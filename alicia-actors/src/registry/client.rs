@@ -59,6 +59,11 @@ impl RegistryClient {
         self
     }
 
+    /// Returns how long a call waits for its reply.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Returns the registry actor's current incarnation, if one is running.
     pub fn actor(&self) -> Option<ActorRef<RegistryMessage>> {
         self.actor.current()
@@ -90,6 +95,24 @@ impl RegistryClient {
     pub async fn register(&self, spec: DeviceSpec) -> Result<Registration, RegistryError> {
         self.call(|reply| RegistryMessage::Register(spec, reply))
             .await
+    }
+
+    /// Sends a registration without waiting for it: the registry sends the outcome to `reply`
+    /// after the durable commit, as for [`RegistryClient::register`].
+    ///
+    /// Waits only while the registry restarts, up to its handle's wait bound. The MQTT routes
+    /// use this to keep many registrations in flight from one task.
+    pub async fn register_with_reply(
+        &self,
+        spec: DeviceSpec,
+        reply: Reply<Registration>,
+    ) -> Result<(), RegistryError> {
+        self.actor
+            .cast(RegistryMessage::Register(spec, reply))
+            .await
+            .map_err(|error: CallError| RegistryError::Unavailable {
+                reason: error.to_string(),
+            })
     }
 
     /// Deregisters a device, writes its tombstone and clears its retained status.

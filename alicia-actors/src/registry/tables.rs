@@ -53,16 +53,39 @@ pub fn device_of_index_key(key: &str) -> Option<DeviceId> {
     DeviceId::new(device).ok()
 }
 
+/// The index keys of one record, per index table.
+struct IndexKeys {
+    capabilities: Vec<String>,
+    device_type: String,
+    location: Option<String>,
+}
+
+fn index_keys(record: &DeviceRecord) -> IndexKeys {
+    IndexKeys {
+        capabilities: record
+            .capabilities
+            .iter()
+            .map(|capability| index_key(&capability.name, &record.id))
+            .collect(),
+        device_type: index_key(&record.device_type, &record.id),
+        location: record
+            .location
+            .as_ref()
+            .map(|location| index_key(location, &record.id)),
+    }
+}
+
 /// Every index entry a record has, as (table, key) pairs.
 fn index_entries(record: &DeviceRecord) -> Vec<(Table<String, ()>, String)> {
-    let mut entries: Vec<(Table<String, ()>, String)> = record
+    let keys = index_keys(record);
+    let mut entries: Vec<(Table<String, ()>, String)> = keys
         .capabilities
-        .iter()
-        .map(|capability| (CAPABILITY_INDEX, index_key(&capability.name, &record.id)))
+        .into_iter()
+        .map(|key| (CAPABILITY_INDEX, key))
         .collect();
-    entries.push((TYPE_INDEX, index_key(&record.device_type, &record.id)));
-    if let Some(location) = &record.location {
-        entries.push((LOCATION_INDEX, index_key(location, &record.id)));
+    entries.push((TYPE_INDEX, keys.device_type));
+    if let Some(location) = keys.location {
+        entries.push((LOCATION_INDEX, location));
     }
     entries
 }
@@ -86,6 +109,58 @@ pub fn put_device(
         transaction.insert(&IDENTIFIERS, &identifier.index_key(), &record.id)?;
     }
     transaction.remove(&TOMBSTONES, &record.id)?;
+    Ok(())
+}
+
+/// Stores every record of `batch`, replacing its previous record, as [`put_device`] does for
+/// one. Each table is opened once for the whole batch. A device may appear only once in `batch`.
+///
+/// The previous records' entries are removed before any new entry is written, so two devices
+/// that trade a hardware identifier within one batch end up as they would one at a time.
+pub fn put_devices(
+    transaction: &mut WriteTransaction,
+    batch: &[(&DeviceRecord, Option<&DeviceRecord>)],
+) -> Result<(), StoreError> {
+    for (_, previous) in batch {
+        if let Some(previous) = previous {
+            remove_secondary_entries(transaction, previous)?;
+        }
+    }
+
+    transaction.insert_all(
+        &DEVICES,
+        batch.iter().map(|(record, _)| (&record.id, *record)),
+    )?;
+
+    let mut capabilities = Vec::new();
+    let mut types = Vec::with_capacity(batch.len());
+    let mut locations = Vec::with_capacity(batch.len());
+    let mut identifiers = Vec::new();
+    for (record, _) in batch {
+        let keys = index_keys(record);
+        capabilities.extend(keys.capabilities);
+        types.push(keys.device_type);
+        locations.extend(keys.location);
+        for identifier in &record.identifiers {
+            identifiers.push((identifier.index_key(), &record.id));
+        }
+    }
+    for (table, keys) in [
+        (CAPABILITY_INDEX, capabilities),
+        (TYPE_INDEX, types),
+        (LOCATION_INDEX, locations),
+    ] {
+        if !keys.is_empty() {
+            transaction.insert_all(&table, keys.iter().map(|key| (key, &())))?;
+        }
+    }
+    if !identifiers.is_empty() {
+        transaction.insert_all(
+            &IDENTIFIERS,
+            identifiers.iter().map(|(key, device)| (key, *device)),
+        )?;
+    }
+    transaction.remove_all(&TOMBSTONES, batch.iter().map(|(record, _)| &record.id))?;
     Ok(())
 }
 

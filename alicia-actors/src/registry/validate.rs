@@ -39,6 +39,24 @@ pub const MIN_HEARTBEAT_TIMEOUT_SECS: u64 = 10;
 /// Maximum heartbeat timeout a device may set, in seconds (7 days).
 pub const MAX_HEARTBEAT_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 
+/// The path of a checked field. A nested path is a closure, so that it is formatted only when an
+/// error names it: a valid request formats no path at all.
+trait FieldPath {
+    fn path(&self) -> String;
+}
+
+impl FieldPath for &str {
+    fn path(&self) -> String {
+        (*self).to_owned()
+    }
+}
+
+impl<F: Fn() -> String> FieldPath for F {
+    fn path(&self) -> String {
+        self()
+    }
+}
+
 /// Collects the invalid fields of one request.
 #[derive(Debug, Default)]
 struct Checker {
@@ -56,19 +74,19 @@ impl Checker {
 
     /// Checks a lowercase token: 1 to [`MAX_TOKEN_LEN`] of `a-z`, `0-9` and `_`, starting with a
     /// letter.
-    fn token(&mut self, field: &str, value: &str) {
+    fn token(&mut self, field: impl FieldPath, value: &str) {
         const FIX: &str = "use 1 to 64 lowercase letters, digits and '_', starting with a letter";
         if value.is_empty() {
-            self.reject(field, "the value is empty", FIX);
+            self.reject(field.path(), "the value is empty", FIX);
         } else if value.chars().count() > MAX_TOKEN_LEN {
             self.reject(
-                field,
+                field.path(),
                 format!("{} is longer than {MAX_TOKEN_LEN} characters", shown(value)),
                 FIX,
             );
         } else if !value.starts_with(|c: char| c.is_ascii_lowercase()) {
             self.reject(
-                field,
+                field.path(),
                 format!("{} does not start with a letter", shown(value)),
                 FIX,
             );
@@ -77,7 +95,7 @@ impl Checker {
             .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'))
         {
             self.reject(
-                field,
+                field.path(),
                 format!("{} contains {bad:?}, which is not allowed", shown(value)),
                 FIX,
             );
@@ -85,21 +103,25 @@ impl Checker {
     }
 
     /// Checks free text: 1 to `max` characters, no control characters, not only whitespace.
-    fn text(&mut self, field: &str, value: &str, max: usize) {
-        let fix = format!("use 1 to {max} characters without control characters");
+    fn text(&mut self, field: impl FieldPath, value: &str, max: usize) {
+        let fix = || format!("use 1 to {max} characters without control characters");
         if value.trim().is_empty() {
-            self.reject(field, "the value is empty or only whitespace", &fix);
+            self.reject(
+                field.path(),
+                "the value is empty or only whitespace",
+                &fix(),
+            );
         } else if value.chars().count() > max {
             self.reject(
-                field,
+                field.path(),
                 format!("{} is longer than {max} characters", shown(value)),
-                &fix,
+                &fix(),
             );
         } else if value.chars().any(char::is_control) {
             self.reject(
-                field,
+                field.path(),
                 format!("{} contains a control character", shown(value)),
-                &fix,
+                &fix(),
             );
         }
     }
@@ -265,11 +287,11 @@ fn check_capabilities(checker: &mut Checker, capabilities: &[Capability]) {
 
     let mut names = HashSet::new();
     for (index, capability) in capabilities.iter().enumerate() {
-        let path = format!("capabilities[{index}]");
-        checker.token(&format!("{path}.name"), &capability.name);
+        let path = || format!("capabilities[{index}]");
+        checker.token(|| format!("{}.name", path()), &capability.name);
         if !names.insert(capability.name.as_str()) {
             checker.reject(
-                format!("{path}.name"),
+                format!("{}.name", path()),
                 format!("{} appears twice", shown(&capability.name)),
                 "list each capability once",
             );
@@ -278,10 +300,14 @@ fn check_capabilities(checker: &mut Checker, capabilities: &[Capability]) {
     }
 }
 
-fn check_properties(checker: &mut Checker, capability_path: &str, properties: &[Property]) {
+fn check_properties(
+    checker: &mut Checker,
+    capability_path: &dyn Fn() -> String,
+    properties: &[Property],
+) {
     if properties.len() > MAX_PROPERTIES {
         checker.reject(
-            format!("{capability_path}.properties"),
+            format!("{}.properties", capability_path()),
             format!("{} properties are too many", properties.len()),
             &format!("list at most {MAX_PROPERTIES}"),
         );
@@ -290,11 +316,11 @@ fn check_properties(checker: &mut Checker, capability_path: &str, properties: &[
 
     let mut names = HashSet::new();
     for (index, property) in properties.iter().enumerate() {
-        let path = format!("{capability_path}.properties[{index}]");
-        checker.token(&format!("{path}.name"), &property.name);
+        let path = || format!("{}.properties[{index}]", capability_path());
+        checker.token(|| format!("{}.name", path()), &property.name);
         if !names.insert(property.name.as_str()) {
             checker.reject(
-                format!("{path}.name"),
+                format!("{}.name", path()),
                 format!("{} appears twice", shown(&property.name)),
                 "list each property of a capability once",
             );
@@ -303,24 +329,24 @@ fn check_properties(checker: &mut Checker, capability_path: &str, properties: &[
     }
 }
 
-fn check_property(checker: &mut Checker, path: &str, property: &Property) {
+fn check_property(checker: &mut Checker, path: &dyn Fn() -> String, property: &Property) {
     if let Some(unit) = &property.unit {
-        checker.text(&format!("{path}.unit"), unit, MAX_UNIT_LEN);
+        checker.text(|| format!("{}.unit", path()), unit, MAX_UNIT_LEN);
     }
 
     if !property.readable && !property.writable {
         checker.reject(
-            format!("{path}.readable"),
+            format!("{}.readable", path()),
             "the property is neither readable nor writable",
             "set readable, writable or both to true",
         );
     }
 
     if let Some(range) = &property.range {
-        let field = format!("{path}.range");
+        let field = || format!("{}.range", path());
         if !property.value_type.is_numeric() {
             checker.reject(
-                &field,
+                field(),
                 format!(
                     "a range is set on a property of type {}",
                     property.value_type.as_str()
@@ -329,13 +355,13 @@ fn check_property(checker: &mut Checker, path: &str, property: &Property) {
             );
         } else if !range.min.is_finite() || !range.max.is_finite() {
             checker.reject(
-                &field,
+                field(),
                 "min or max is not a finite number",
                 "use finite numbers",
             );
         } else if range.min >= range.max {
             checker.reject(
-                &field,
+                field(),
                 format!("min {} is not below max {}", range.min, range.max),
                 "set min below max",
             );
@@ -344,7 +370,7 @@ fn check_property(checker: &mut Checker, path: &str, property: &Property) {
         {
             {
                 checker.reject(
-                    format!("{field}.step"),
+                    format!("{}.step", field()),
                     format!("step {step} is not in (0, max - min]"),
                     "use a positive step no larger than max - min",
                 );
@@ -357,7 +383,7 @@ fn check_property(checker: &mut Checker, path: &str, property: &Property) {
             && (range.min.fract() != 0.0 || range.max.fract() != 0.0)
         {
             checker.reject(
-                &field,
+                field(),
                 format!(
                     "min {} or max {} of an integer property is not whole",
                     range.min, range.max
@@ -370,12 +396,12 @@ fn check_property(checker: &mut Checker, path: &str, property: &Property) {
     check_allowed_values(checker, path, property);
 }
 
-fn check_allowed_values(checker: &mut Checker, path: &str, property: &Property) {
-    let field = format!("{path}.allowed_values");
+fn check_allowed_values(checker: &mut Checker, path: &dyn Fn() -> String, property: &Property) {
+    let field = || format!("{}.allowed_values", path());
     match (property.value_type, property.allowed_values.len()) {
         (ValueType::Enum, 0) => {
             checker.reject(
-                &field,
+                field(),
                 "an enum property has no allowed values",
                 "list the values the property may take",
             );
@@ -383,7 +409,7 @@ fn check_allowed_values(checker: &mut Checker, path: &str, property: &Property) 
         }
         (ValueType::Enum, count) if count > MAX_ALLOWED_VALUES => {
             checker.reject(
-                &field,
+                field(),
                 format!("{count} allowed values are too many"),
                 &format!("list at most {MAX_ALLOWED_VALUES}"),
             );
@@ -392,7 +418,7 @@ fn check_allowed_values(checker: &mut Checker, path: &str, property: &Property) 
         (ValueType::Enum, _) => {}
         (other, count) if count > 0 => {
             checker.reject(
-                &field,
+                field(),
                 format!(
                     "allowed values are set on a property of type {}",
                     other.as_str()
@@ -406,11 +432,11 @@ fn check_allowed_values(checker: &mut Checker, path: &str, property: &Property) 
 
     let mut seen = HashSet::new();
     for (index, value) in property.allowed_values.iter().enumerate() {
-        let value_field = format!("{field}[{index}]");
-        checker.text(&value_field, value, MAX_TOKEN_LEN);
+        let value_field = || format!("{}[{index}]", field());
+        checker.text(value_field, value, MAX_TOKEN_LEN);
         if !seen.insert(value.as_str()) {
             checker.reject(
-                value_field,
+                value_field(),
                 format!("{} appears twice", shown(value)),
                 "list each allowed value once",
             );
@@ -431,13 +457,13 @@ fn check_identifiers(checker: &mut Checker, identifiers: &[HardwareId]) -> Vec<H
     let mut normalized = Vec::with_capacity(identifiers.len());
     let mut seen = HashSet::new();
     for (index, identifier) in identifiers.iter().enumerate() {
-        let field = format!("identifiers[{index}].value");
+        let field = || format!("identifiers[{index}].value");
         match normalize_identifier(identifier.kind, &identifier.value) {
             Ok(value) => {
                 let identifier = HardwareId::new(identifier.kind, value);
                 if !seen.insert(identifier.clone()) {
                     checker.reject(
-                        field,
+                        field(),
                         format!("{identifier} appears twice"),
                         "list each identifier once",
                     );
@@ -445,7 +471,7 @@ fn check_identifiers(checker: &mut Checker, identifiers: &[HardwareId]) -> Vec<H
                     normalized.push(identifier);
                 }
             }
-            Err((problem, fix)) => checker.reject(field, problem, fix),
+            Err((problem, fix)) => checker.reject(field(), problem, fix),
         }
     }
     normalized
@@ -552,7 +578,7 @@ fn check_metadata(checker: &mut Checker, metadata: &BTreeMap<String, String>) {
         return;
     }
     for (key, value) in metadata {
-        checker.token(&format!("metadata[{}]", shown(key)), key);
+        checker.token(|| format!("metadata[{}]", shown(key)), key);
         if value.chars().count() > MAX_TEXT_LEN || value.chars().any(char::is_control) {
             checker.reject(
                 format!("metadata[{}]", shown(key)),

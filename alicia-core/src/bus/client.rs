@@ -167,6 +167,26 @@ impl Bus {
         .await?
     }
 
+    /// Publishes already encoded messages in order with one bus command, and returns one result
+    /// per message, in the same order.
+    ///
+    /// Use it to publish several messages that are ready at once: the bus handles them in one
+    /// turn and keeps their order. An empty `messages` returns at once.
+    pub async fn publish_batch(
+        &self,
+        messages: Vec<OutboundMessage>,
+    ) -> Result<Vec<Result<(), BusError>>, BusError> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let count = messages.len();
+        self.call(
+            |reply| BusCommand::PublishBatch { messages, reply },
+            || format!("publishing a batch of {count} messages"),
+        )
+        .await
+    }
+
     /// Clears the retained message of `topic` by publishing an empty retained payload.
     pub async fn clear_retained(&self, topic: &TopicName) -> Result<(), BusError> {
         let options = PublishOptions::state_change().with_retained(true);
@@ -242,6 +262,19 @@ impl Bus {
         request: &Delivery<Req>,
         result: Result<Resp, ErrorBody>,
     ) -> Result<(), BusError> {
+        let message = self.reply_message(request, result)?;
+        self.publish_raw(&message.topic, message.payload, message.options)
+            .await
+    }
+
+    /// Encodes `result` as the reply to `request` without publishing it, for a caller that
+    /// publishes many replies with [`Bus::publish_batch`]. [`Bus::respond`] publishes the same
+    /// message.
+    pub fn reply_message<Req, Resp: Serialize>(
+        &self,
+        request: &Delivery<Req>,
+        result: Result<Resp, ErrorBody>,
+    ) -> Result<OutboundMessage, BusError> {
         let reply_topic = request
             .envelope
             .reply_to()
@@ -253,8 +286,19 @@ impl Bus {
             Reply::from(result),
             &*self.info.clock,
         );
-        self.publish(reply_topic, &reply, PublishOptions::request())
-            .await
+        let options = PublishOptions::request();
+        let payload = options
+            .codec
+            .encode(&reply)
+            .map_err(|source| BusError::Encode {
+                topic: reply_topic.clone(),
+                source,
+            })?;
+        Ok(OutboundMessage {
+            topic: reply_topic.clone(),
+            payload: payload.into(),
+            options,
+        })
     }
 
     /// Reads the counters of one route.

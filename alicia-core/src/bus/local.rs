@@ -187,6 +187,16 @@ impl Actor for LocalBus {
                 state.publish(message);
                 let _ = reply.send(Ok(()));
             }
+            BusCommand::PublishBatch { messages, reply } => {
+                let results = messages
+                    .into_iter()
+                    .map(|message| {
+                        state.publish(message);
+                        Ok(())
+                    })
+                    .collect();
+                let _ = reply.send(results);
+            }
             BusCommand::Request {
                 message,
                 reply_topic,

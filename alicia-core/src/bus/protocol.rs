@@ -54,6 +54,20 @@ pub enum BusCommand {
         reply: RpcReplyPort<Result<(), BusError>>,
     },
 
+    /// Publishes encoded envelopes in order, as one command.
+    ///
+    /// The reply contains one result per message, in order, and comes once the bus has accepted or
+    /// rejected every message as it would a [`BusCommand::Publish`]. A publisher with many
+    /// messages at once (a service's events after a group commit) wakes the bus once instead of
+    /// once per message. A bus keeps the messages of one batch in order, also when it has to wait
+    /// for outbox space.
+    PublishBatch {
+        /// The messages, in publish order.
+        messages: Vec<OutboundMessage>,
+        /// Receives one result per message.
+        reply: RpcReplyPort<Vec<Result<(), BusError>>>,
+    },
+
     /// Publishes a request and forwards the first message that arrives on its reply topic.
     ///
     /// The bus replies when that message arrives, or at once with an error when it rejects the

@@ -803,3 +803,82 @@ async fn excluded_topic_is_skipped_uncounted() {
     assert_eq!(stats.delivered, 1);
     assert_eq!(stats.decode_errors, 0);
 }
+
+fn encoded(topic: &str, level: i32, options: PublishOptions) -> OutboundMessage {
+    OutboundMessage {
+        topic: name(topic),
+        payload: Codec::Json
+            .encode(&reading(level))
+            .expect("a reading encodes")
+            .into(),
+        options,
+    }
+}
+
+#[tokio::test]
+async fn publish_batch_delivers_in_order() {
+    let bus = local_bus("node-1").await;
+    let (actor, mut receiver) = probe().await;
+    bus.subscribe(
+        filter("alicia/devices/+/state"),
+        &actor,
+        |delivery: Delivery<Reading>| delivery,
+    )
+    .await
+    .expect("subscribe");
+
+    let messages = (0..5)
+        .map(|level| {
+            encoded(
+                "alicia/devices/lamp-1/state",
+                level,
+                PublishOptions::default(),
+            )
+        })
+        .collect();
+    let results = bus
+        .publish_batch(messages)
+        .await
+        .expect("the bus takes the batch");
+
+    assert_eq!(results.len(), 5);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    for level in 0..5 {
+        let delivery = next(&mut receiver).await;
+        assert_eq!(delivery.envelope.body().level, level);
+    }
+    let last = next_after_sentinel(&bus, &actor, &mut receiver).await;
+    assert!(is_sentinel(&last), "unexpected delivery on {}", last.topic);
+}
+
+#[tokio::test]
+async fn publish_batch_keeps_last_retained() {
+    let bus = local_bus("node-1").await;
+    let retained = PublishOptions::default().with_retained(true);
+    let messages = vec![
+        encoded("alicia/devices/status/lamp-1", 1, retained),
+        encoded("alicia/devices/status/lamp-1", 2, retained),
+    ];
+    bus.publish_batch(messages)
+        .await
+        .expect("the bus takes the batch");
+
+    let (actor, mut receiver) = probe().await;
+    bus.subscribe(
+        filter("alicia/devices/status/+"),
+        &actor,
+        |delivery: Delivery<Reading>| delivery,
+    )
+    .await
+    .expect("subscribe");
+    let delivery = next(&mut receiver).await;
+    assert!(delivery.retained);
+    assert_eq!(delivery.envelope.body().level, 2);
+}
+
+#[tokio::test]
+async fn publish_batch_empty_returns_no_results() {
+    let bus = local_bus("node-1").await;
+    let results = bus.publish_batch(Vec::new()).await.expect("an empty batch");
+    assert!(results.is_empty());
+}

@@ -23,6 +23,7 @@
 //! `offline` (retained, QoS 1) on `alicia/nodes/{node}/presence`. Stopping the actor publishes
 //! `offline` itself and disconnects cleanly.
 
+mod batch;
 mod config;
 mod error;
 mod io;
@@ -267,6 +268,7 @@ impl Actor for MqttBridge {
                 let _ = reply.send(state.unsubscribe(route));
             }
             BusCommand::Publish { message, reply } => state.publish(message, reply),
+            BusCommand::PublishBatch { messages, reply } => state.publish_batch(messages, reply),
             BusCommand::Request {
                 message,
                 reply_topic,
