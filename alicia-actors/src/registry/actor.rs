@@ -1,6 +1,7 @@
 //! The registry actor: its message enum, configuration, state and handlers.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::time::Duration;
 
 use alicia_core::{DeviceId, SharedClock, Store, Timestamp};
@@ -95,6 +96,10 @@ pub struct RegistryStats {
     pub unreadable_entries: u64,
 }
 
+/// Devices per step of the start-up status announcement: small enough that a request waits
+/// little behind a step, large enough that the steps cost little.
+const START_ANNOUNCEMENT_STEP: usize = 512;
+
 /// A message to the registry actor. Use [`RegistryClient`](super::RegistryClient) rather than
 /// building these.
 #[derive(Debug)]
@@ -135,6 +140,8 @@ pub enum RegistryMessage {
     FlushLastSeen(Option<Reply<usize>>),
     /// Commits the registrations staged so far; the actor sends it to itself.
     CommitRegistrations,
+    /// Publishes the next step of the statuses announced at start; the actor sends it to itself.
+    AnnounceStart,
 }
 
 /// The device registry actor.
@@ -173,6 +180,9 @@ pub struct RegistryState {
     bad_input: BadInputLog,
     /// The sweep and flush timers, stopped when the actor stops.
     timers: Vec<JoinHandle<()>>,
+    /// The position, in id order, of the next step of the start-up status announcement; `None`
+    /// when the announcement is done.
+    start_announcement: Option<Bound<DeviceId>>,
 }
 
 impl std::fmt::Debug for RegistryState {
@@ -251,6 +261,7 @@ impl Actor for RegistryActor {
             stats: RegistryStats::default(),
             bad_input: BadInputLog::default(),
             timers: Vec::new(),
+            start_announcement: None,
         };
         state.load()?;
         tracing::info!(
@@ -268,14 +279,9 @@ impl Actor for RegistryActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         // The retained status from before the restart may claim online; replace it with unknown.
-        let statuses: Vec<DeviceStatus> = state
-            .live
-            .iter()
-            .map(|(id, live)| live.status(id))
-            .collect();
-        for status in statuses {
-            state.emit(RegistryEvent::Status(status)).await;
-        }
+        // The announcement goes in steps, and requests are handled between them.
+        state.start_announcement = Some(Bound::Unbounded);
+        state.announce_start_step(&myself).await;
 
         let sweep =
             myself.send_interval(state.config.sweep_interval, || RegistryMessage::Sweep(None));
@@ -322,6 +328,7 @@ impl Actor for RegistryActor {
         match message {
             RegistryMessage::Register(spec, reply) => state.register(&myself, spec, reply).await,
             RegistryMessage::CommitRegistrations => {}
+            RegistryMessage::AnnounceStart => state.announce_start_step(&myself).await,
             RegistryMessage::Deregister(id, reply) => {
                 let result = state.deregister(&id).await;
                 state.answer(reply, result, "deregister", &id);
@@ -496,6 +503,42 @@ impl RegistryState {
     }
 
     /// Sends `event` to the consumer, waiting while its channel is full.
+    /// Publishes the start-up status of the next [`START_ANNOUNCEMENT_STEP`] devices, and sends
+    /// the actor a message for the step after, so requests that arrived meanwhile go first.
+    ///
+    /// A device whose availability changed since the start has published its new status
+    /// already, so it is skipped. Announcing `unknown` after that would overwrite the truth.
+    async fn announce_start_step(&mut self, myself: &ActorRef<RegistryMessage>) {
+        let Some(from) = self.start_announcement.take() else {
+            return;
+        };
+        let mut statuses = Vec::new();
+        let mut visited = 0;
+        let mut last = None;
+        for (id, live) in self
+            .live
+            .range::<DeviceId, _>((from.as_ref(), Bound::Unbounded))
+            .take(START_ANNOUNCEMENT_STEP)
+        {
+            visited += 1;
+            last = Some(id);
+            if live.availability.reason == AvailabilityReason::NotSeenSinceStart {
+                statuses.push(live.status(id));
+            }
+        }
+        if visited == START_ANNOUNCEMENT_STEP
+            && let Some(last) = last
+        {
+            self.start_announcement = Some(Bound::Excluded(last.clone()));
+            if let Err(error) = myself.cast(RegistryMessage::AnnounceStart) {
+                tracing::warn!(service = "registry", %error, "failed to continue the start-up status announcement");
+            }
+        }
+        for status in statuses {
+            self.emit(RegistryEvent::Status(status)).await;
+        }
+    }
+
     async fn emit(&mut self, event: RegistryEvent) {
         let Some(events) = &self.events else {
             return;

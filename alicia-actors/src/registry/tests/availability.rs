@@ -1,10 +1,11 @@
 //! Heartbeats, timeouts, last wills and availability after a restart, on the manual clock.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use alicia_core::{ManualClock, Store};
+use alicia_core::{DeviceId, ManualClock, Store};
 
-use super::support::{START, id, lamp, quiet_config, sensor, start};
+use super::support::{START, id, lamp, quiet_config, sensor, start, start_with_event_capacity};
 use crate::registry::{
     AvailabilityReason, AvailabilityState, LAST_SEEN, PowerSource, RegistryConfig, RegistryError,
     RegistryEvent,
@@ -209,6 +210,66 @@ async fn unknown_after_restart_until_heartbeat() {
 
     let availability = registry.client.heartbeat(&id("lamp-1")).await.unwrap();
     assert_eq!(availability.state, AvailabilityState::Online);
+    registry.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_announcement_lets_requests_through() {
+    const DEVICES: usize = 3_000;
+    // Fewer events than devices fit in the channel, and nothing reads it until the heartbeat
+    // below is answered, so a registry that announced every device before serving would hang.
+    const EVENT_CAPACITY: usize = 1_100;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    // Room for the registered event and the status of every device.
+    let registry = start_with_event_capacity(dir.path(), &clock, quiet_config(), 2 * DEVICES).await;
+    let mut registrations = tokio::task::JoinSet::new();
+    for index in 0..DEVICES {
+        let client = registry.client.clone();
+        registrations
+            .spawn(async move { client.register(lamp(&format!("lamp-{index:05}"))).await });
+    }
+    while let Some(registered) = registrations.join_next().await {
+        registered.unwrap().unwrap();
+    }
+    registry.stop().await;
+
+    let mut registry =
+        start_with_event_capacity(dir.path(), &clock, quiet_config(), EVENT_CAPACITY).await;
+    let last = id(&format!("lamp-{:05}", DEVICES - 1));
+    let availability =
+        tokio::time::timeout(Duration::from_secs(10), registry.client.heartbeat(&last))
+            .await
+            .expect("a heartbeat is answered while the start-up statuses are still being announced")
+            .unwrap();
+    assert_eq!(availability.state, AvailabilityState::Online);
+
+    let mut statuses: HashMap<DeviceId, Vec<AvailabilityState>> = HashMap::new();
+    let mut received = 0;
+    while received < DEVICES {
+        let event = tokio::time::timeout(Duration::from_secs(10), registry.events.recv())
+            .await
+            .expect("every device's status arrives")
+            .expect("the registry keeps its event channel open");
+        if let RegistryEvent::Status(status) = event {
+            statuses
+                .entry(status.device_id)
+                .or_default()
+                .push(status.state);
+            received += 1;
+        }
+    }
+    assert_eq!(statuses.len(), DEVICES, "one status per device");
+    assert_eq!(
+        statuses[&last],
+        [AvailabilityState::Online],
+        "the announcement skips a device that came online, so unknown never overwrites online"
+    );
+    let announced_unknown = statuses
+        .values()
+        .filter(|states| states[..] == [AvailabilityState::Unknown])
+        .count();
+    assert_eq!(announced_unknown, DEVICES - 1);
     registry.stop().await;
 }
 

@@ -49,10 +49,20 @@ impl Running {
 }
 
 pub async fn start(dir: &Path, clock: &ManualClock, config: RegistryConfig) -> Running {
+    start_with_event_capacity(dir, clock, config, 4096).await
+}
+
+/// Starts a registry whose event channel holds at most `capacity` events.
+pub async fn start_with_event_capacity(
+    dir: &Path,
+    clock: &ManualClock,
+    config: RegistryConfig,
+    capacity: usize,
+) -> Running {
     let store = Store::open(dir, clock.shared())
         .expect("the test store opens")
         .store;
-    let (sender, events) = mpsc::channel(4096);
+    let (sender, events) = mpsc::channel(capacity);
     let args = RegistryArgs {
         store,
         clock: clock.shared(),
