@@ -44,6 +44,13 @@
 //! than its timeout: its own `heartbeat_timeout_secs`, or the default of its power source (5
 //! minutes for mains, 24 hours for battery). A last will makes it `offline` at once. Every change
 //! is sent as a [`RegistryEvent::Status`].
+//!
+//! # Start
+//!
+//! After loading, the registry announces a `unknown` status for every device, replacing retained
+//! statuses from before the restart. It announces 512 devices at a time and handles requests
+//! between the steps, so it serves at once; a device whose availability changed before its step
+//! keeps its newer status.
 
 mod actor;
 mod availability;
