@@ -47,7 +47,7 @@
 //!
 //! # Start
 //!
-//! After loading, the registry announces a `unknown` status for every device, replacing retained
+//! After loading, the registry announces an `unknown` status for every device, replacing retained
 //! statuses from before the restart. It announces 512 devices at a time and handles requests
 //! between the steps, so it serves at once; a device whose availability changed before its step
 //! keeps its newer status.
