@@ -294,11 +294,16 @@ impl HealthState {
             return;
         }
         let events = self.detector.node_offline(node);
-        tracing::warn!(
-            %node,
-            alerts_raised = events.len(),
-            "node went offline: its services are marked down"
-        );
+        if events.is_empty() {
+            // Also the case of a node's own presence retained from its last run.
+            tracing::info!(%node, "node is offline; none of its services was known to be up");
+        } else {
+            tracing::warn!(
+                %node,
+                alerts_raised = events.len(),
+                "node went offline: its services are marked down"
+            );
+        }
         self.publish(events).await;
     }
 

@@ -579,14 +579,18 @@ fn check_metadata(checker: &mut Checker, metadata: &BTreeMap<String, String>) {
     }
     for (key, value) in metadata {
         checker.token(|| format!("metadata[{}]", shown(key)), key);
-        if value.chars().count() > MAX_TEXT_LEN || value.chars().any(char::is_control) {
+        let length = value.chars().count();
+        if length > MAX_TEXT_LEN {
             checker.reject(
                 format!("metadata[{}]", shown(key)),
-                format!(
-                    "the value {} is too long or contains a control character",
-                    shown(value)
-                ),
-                "use at most 256 characters without control characters",
+                format!("the value {} has {length} characters", shown(value)),
+                "use at most 256 characters",
+            );
+        } else if value.chars().any(char::is_control) {
+            checker.reject(
+                format!("metadata[{}]", shown(key)),
+                format!("the value {} contains a control character", shown(value)),
+                "remove control characters such as newlines and tabs",
             );
         }
     }

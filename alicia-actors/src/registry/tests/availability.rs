@@ -1,11 +1,15 @@
 //! Heartbeats, timeouts, last wills and availability after a restart, on the manual clock.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use alicia_core::{DeviceId, ManualClock, Store};
 
-use super::support::{START, id, lamp, quiet_config, sensor, start, start_with_event_capacity};
+use super::support::{
+    Running, START, id, lamp, quiet_config, sensor, start, start_with_event_capacity,
+};
 use crate::registry::{
     AvailabilityReason, AvailabilityState, LAST_SEEN, PowerSource, RegistryConfig, RegistryError,
     RegistryEvent,
@@ -216,9 +220,7 @@ async fn unknown_after_restart_until_heartbeat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_announcement_lets_requests_through() {
     const DEVICES: usize = 3_000;
-    // Fewer events than devices fit in the channel, and nothing reads it until the heartbeat
-    // below is answered, so a registry that announced every device before serving would hang.
-    const EVENT_CAPACITY: usize = 1_100;
+    const EVENT_CAPACITY: usize = 64;
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START);
     // Room for the registered event and the status of every device.
@@ -234,31 +236,51 @@ async fn start_announcement_lets_requests_through() {
     }
     registry.stop().await;
 
-    let mut registry =
+    // A slow event consumer, five events per millisecond, so the announcement of 3,000 statuses
+    // takes at least 600 ms. A registry that announced every device before serving would answer
+    // the heartbeat only once all but the channel's 64 had been read.
+    let registry =
         start_with_event_capacity(dir.path(), &clock, quiet_config(), EVENT_CAPACITY).await;
-    let last = id(&format!("lamp-{:05}", DEVICES - 1));
-    let availability =
-        tokio::time::timeout(Duration::from_secs(10), registry.client.heartbeat(&last))
-            .await
-            .expect("a heartbeat is answered while the start-up statuses are still being announced")
-            .unwrap();
-    assert_eq!(availability.state, AvailabilityState::Online);
-
-    let mut statuses: HashMap<DeviceId, Vec<AvailabilityState>> = HashMap::new();
-    let mut received = 0;
-    while received < DEVICES {
-        let event = tokio::time::timeout(Duration::from_secs(10), registry.events.recv())
-            .await
-            .expect("every device's status arrives")
-            .expect("the registry keeps its event channel open");
-        if let RegistryEvent::Status(status) = event {
-            statuses
-                .entry(status.device_id)
-                .or_default()
-                .push(status.state);
-            received += 1;
+    let Running {
+        client,
+        handle,
+        mut events,
+    } = registry;
+    let read = Arc::new(AtomicUsize::new(0));
+    let consumer_read = Arc::clone(&read);
+    let consumer = tokio::spawn(async move {
+        let mut statuses: HashMap<DeviceId, Vec<AvailabilityState>> = HashMap::new();
+        let mut received = 0;
+        while received < DEVICES {
+            let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+                .await
+                .expect("every device's status arrives")
+                .expect("the registry keeps its event channel open");
+            if let RegistryEvent::Status(status) = event {
+                statuses
+                    .entry(status.device_id)
+                    .or_default()
+                    .push(status.state);
+                received += 1;
+            }
+            consumer_read.store(received, Ordering::Relaxed);
+            if received % 5 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
-    }
+        statuses
+    });
+
+    let last = id(&format!("lamp-{:05}", DEVICES - 1));
+    let availability = client.heartbeat(&last).await.unwrap();
+    let read_at_reply = read.load(Ordering::Relaxed);
+    assert_eq!(availability.state, AvailabilityState::Online);
+    assert!(
+        read_at_reply < DEVICES - EVENT_CAPACITY,
+        "the heartbeat waited for the whole announcement: {read_at_reply} statuses read first"
+    );
+
+    let statuses = consumer.await.unwrap();
     assert_eq!(statuses.len(), DEVICES, "one status per device");
     assert_eq!(
         statuses[&last],
@@ -270,7 +292,10 @@ async fn start_announcement_lets_requests_through() {
         .filter(|states| states[..] == [AvailabilityState::Unknown])
         .count();
     assert_eq!(announced_unknown, DEVICES - 1);
-    registry.stop().await;
+    if let Some(actor) = client.actor() {
+        actor.stop(None);
+    }
+    handle.await.expect("the registry actor stops cleanly");
 }
 
 #[tokio::test]
