@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use alicia::config::tls_files;
+use alicia::config::{parse_listen, tls_files};
 use alicia::core::NodeId;
 use alicia::mqtt_bridge::{BrokerUrl, MqttVersion, Transport};
 use alicia::{BrokerChoice, Node, NodeConfig};
@@ -42,7 +42,7 @@ struct Args {
     mqtt_version: Option<MqttVersion>,
 
     /// Address the embedded broker listens on [default: 127.0.0.1:1883].
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
     listen: Option<SocketAddr>,
 
     /// Directory of the node's database [default: $XDG_DATA_HOME/alicia or ~/.local/share/alicia].

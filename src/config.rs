@@ -142,7 +142,7 @@ struct FileConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileBroker {
-    listen: Option<SocketAddr>,
+    listen: Option<String>,
     url: Option<BrokerUrl>,
     mqtt_version: Option<VersionText>,
     ca_file: Option<PathBuf>,
@@ -206,7 +206,14 @@ impl NodeConfig {
                 )
             }
         };
-        let broker = match (file.broker.listen, file.broker.url) {
+        let listen = match file.broker.listen {
+            None => None,
+            Some(text) => Some(parse_listen(&text).map_err(|message| ConfigError::Invalid {
+                origin: origin.to_owned(),
+                message: format!("[broker] listen: {message}"),
+            })?),
+        };
+        let broker = match (listen, file.broker.url) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::BrokerConflict {
                     origin: origin.to_owned(),
@@ -243,6 +250,19 @@ impl NodeConfig {
             tls,
         })
     }
+}
+
+/// Parses the embedded broker's listen address, an IP address and a port.
+///
+/// # Errors
+///
+/// A message naming the value and the expected form, for example when it is a host name.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        format!(
+            "{text:?} is not an IP address and port; use a form such as 127.0.0.1:1883 or [::1]:1883 (host names such as localhost are not accepted)"
+        )
+    })
 }
 
 /// Combines the TLS file settings into [`TlsFiles`]; `origin` names the settings in errors.
@@ -370,6 +390,7 @@ mod tests {
             ("nodeid = \"hub\"", "nodeid"),
             ("[broker]\nurl = \"http://x\"", "mqtt://"),
             ("[broker]\nlisten = \"localhost\"", "listen"),
+            ("[broker]\nlisten = \"localhost:1883\"", "127.0.0.1:1883"),
             ("[broker]\nport = 1883", "port"),
             ("node_id = ", "node_id"),
             (

@@ -325,9 +325,24 @@ async fn presence_online_then_offline_on_stop() {
     let online = observer.wait_for_body("online").await;
     assert!(online.retain, "presence online is retained");
 
+    // The stop's offline carries the time of the stop, not the time of the connect.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     bus.actor().expect("the bridge is running").stop(None);
     let offline = observer.wait_for_body("offline").await;
     assert_eq!(offline.topic, presence_topic("node-p"));
+    let timestamp = |publish: &rumqttc::Publish| {
+        let json: serde_json::Value =
+            serde_json::from_slice(&publish.payload).expect("payload is JSON");
+        json["timestamp_ms"]
+            .as_u64()
+            .expect("the envelope has a timestamp")
+    };
+    assert!(
+        timestamp(&offline) >= timestamp(&online) + 50,
+        "offline at {} ms, online at {} ms",
+        timestamp(&offline),
+        timestamp(&online)
+    );
 }
 
 /// Copies bytes between clients and one upstream address until [`Proxy::cut`] drops them.

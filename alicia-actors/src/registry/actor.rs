@@ -223,9 +223,10 @@ struct BadInputLog {
 }
 
 impl BadInputLog {
-    /// Returns how many rejections to report if a log line is due at `now`, counting this one.
+    /// Returns, when a log line is due at `now`, how many rejections since the last line were
+    /// not logged; otherwise counts this one as not logged and returns `None`. The bridge's log
+    /// limit reports its `suppressed` count the same way.
     fn due(&mut self, now: Duration, interval: Duration) -> Option<u64> {
-        self.suppressed += 1;
         let due = match self.last_logged {
             None => true,
             Some(last) => now.saturating_sub(last) >= interval,
@@ -234,6 +235,7 @@ impl BadInputLog {
             self.last_logged = Some(now);
             Some(std::mem::take(&mut self.suppressed))
         } else {
+            self.suppressed += 1;
             None
         }
     }
@@ -490,12 +492,12 @@ impl RegistryState {
         }
         self.stats.rejected_requests += 1;
         let interval = self.config.bad_input_log_interval;
-        if let Some(count) = self.bad_input.due(self.clock.monotonic(), interval) {
+        if let Some(suppressed) = self.bad_input.due(self.clock.monotonic(), interval) {
             tracing::warn!(
                 service = "registry",
                 operation,
                 device_id,
-                rejected_since_last_log = count,
+                suppressed,
                 %error,
                 "rejected a registry request"
             );

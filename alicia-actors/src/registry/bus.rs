@@ -460,20 +460,22 @@ impl RoutesState {
             .expect("the manifest lists device.heartbeat, which its tests check");
         let device = spec
             .parse(&delivery.topic)
-            .ok()
-            .and_then(|params| params.get("device").map(DeviceId::new))
-            .and_then(Result::ok);
+            .map_err(|error| error.to_string())
+            .and_then(|params| {
+                let id = params.get("device").unwrap_or_default();
+                DeviceId::new(id).map_err(|error| error.to_string())
+            });
         match device {
-            Some(device) => {
+            Ok(device) => {
                 if let Err(error) = self.registry.heartbeat_nowait(&device) {
                     tracing::error!(service = "registry", %error, "failed to pass a heartbeat to the registry");
                 }
             }
-            None => {
+            Err(error) => {
                 self.rejected_heartbeats += 1;
                 // Powers of two keep a flood of bad topics to a few log lines.
                 if self.rejected_heartbeats.is_power_of_two() {
-                    tracing::warn!(service = "registry", topic = %delivery.topic, rejected = self.rejected_heartbeats, "rejected a heartbeat on a topic without a valid device id");
+                    tracing::warn!(service = "registry", topic = %delivery.topic, rejected = self.rejected_heartbeats, %error, "rejected a heartbeat on a topic without a valid device id");
                 }
             }
         }

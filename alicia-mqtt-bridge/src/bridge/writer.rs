@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alicia_core::bus::OutboundMessage;
+use alicia_core::codec::Codec;
+use alicia_core::envelope::Envelope;
 use alicia_core::manifest::QoS;
+use alicia_core::presence::NodePresence;
 use alicia_core::topic::TopicFilter;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -110,7 +113,7 @@ impl Writer {
 
         let presence = OutboundMessage {
             topic: self.shared.presence_topic.clone(),
-            payload: Arc::clone(&self.shared.online_payload),
+            payload: self.presence_now(NodePresence::Online),
             options: super::presence_options(),
         };
         self.publish(&presence).await;
@@ -209,14 +212,28 @@ impl Writer {
             );
         }
 
+        // The last will's payload was encoded at start; a clean stop carries the time of the stop.
         let offline = OutboundMessage {
             topic: self.shared.presence_topic.clone(),
-            payload: Arc::clone(&self.shared.offline_payload),
+            payload: self.presence_now(NodePresence::Offline),
             options: super::presence_options(),
         };
         self.publish(&offline).await;
         if let Err(error) = self.client.disconnect().await {
             tracing::warn!(client = %self.shared.client, %error, "disconnecting failed");
+        }
+    }
+
+    /// Encodes `presence` in an envelope stamped now. The payloads encoded at start, which the
+    /// last will must use, serve only if encoding fails.
+    fn presence_now(&self, presence: NodePresence) -> Arc<[u8]> {
+        let envelope = Envelope::new(self.shared.client.clone(), presence, &*self.shared.clock);
+        match Codec::Json.encode(&envelope) {
+            Ok(payload) => Arc::from(payload),
+            Err(_) => match presence {
+                NodePresence::Online => Arc::clone(&self.shared.online_payload),
+                NodePresence::Offline => Arc::clone(&self.shared.offline_payload),
+            },
         }
     }
 
