@@ -61,6 +61,11 @@ const PUBLISHER_DRAIN: Duration = Duration::from_secs(2);
 /// Default time between the heartbeats the node publishes for each of its services.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
 
+/// How long an external broker keeps a node's MQTT session while the node is away. It is long
+/// enough for a restart or an upgrade, and short enough that the broker soon stops queueing
+/// messages for a node removed for good.
+pub const DEFAULT_SESSION_EXPIRY: Duration = Duration::from_secs(3600);
+
 /// A failure to start or stop a node.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -107,6 +112,7 @@ pub struct NodeBuilder {
     health: Option<HealthConfig>,
     heartbeat_interval: Duration,
     keepalive: Duration,
+    session_expiry: Option<Duration>,
     metrics_listen: Option<SocketAddr>,
     store: StoreOptions,
 }
@@ -144,6 +150,7 @@ impl Node {
             health: Some(HealthConfig::default()),
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             keepalive: BridgeConfig::DEFAULT_KEEPALIVE,
+            session_expiry: Some(DEFAULT_SESSION_EXPIRY),
             metrics_listen: None,
             store: StoreOptions::default(),
         }
@@ -222,6 +229,11 @@ impl Node {
         drop(self.registry);
         drop(self.health);
         tracing::info!(node = %self.id, "node stopping");
+        // The services remove their routes as they stop. With an MQTT session the broker keeps
+        // their subscriptions for the next start, so the removal stays local.
+        if let Some(bridge) = &self.bridge {
+            bridge.keep_broker_subscriptions();
+        }
 
         let stopped = self.supervisor.stop().await;
         // The publishers end once their services' channels close; the bound covers a bus that
@@ -288,6 +300,15 @@ impl NodeBuilder {
         self
     }
 
+    /// Sets how long an external broker keeps the node's MQTT session while the node is away, or
+    /// `None` for a clean session (default [`DEFAULT_SESSION_EXPIRY`]). With a session the broker
+    /// queues the node's QoS 1 messages while it restarts, up to the broker's own limit, and the
+    /// node handles them after its services start. The embedded broker always has clean sessions.
+    pub fn session_expiry(mut self, expiry: Option<Duration>) -> Self {
+        self.session_expiry = expiry;
+        self
+    }
+
     /// Sets the maximum memory, in bytes, of the database's page cache (default
     /// [`StoreOptions::DEFAULT_CACHE_SIZE`], 16 MiB).
     pub fn store_cache_size(mut self, bytes: usize) -> Self {
@@ -328,6 +349,7 @@ impl NodeBuilder {
             health: health_config,
             heartbeat_interval,
             keepalive,
+            session_expiry,
             metrics_listen,
             store: store_options,
         } = self;
@@ -366,6 +388,7 @@ impl NodeBuilder {
             client: client.clone(),
             clock: clock.clone(),
             keepalive,
+            session_expiry,
         };
         let (bus_child, bridge) = bus_child(&config, bus_settings)?;
         let bus_handle = bus_child.handle();
@@ -429,6 +452,11 @@ impl NodeBuilder {
             None => None,
         };
 
+        // Every service has subscribed its routes, so messages the broker kept for the node while
+        // it was away can go to them now.
+        if let Some(bridge) = &bridge {
+            bridge.release_held();
+        }
         tracing::info!(%node, data_dir = %config.data_dir.display(), "node started");
         Ok(Node {
             id: node,
@@ -457,6 +485,8 @@ struct BusSettings {
     clock: SharedClock,
     /// The bridge's MQTT keepalive interval.
     keepalive: Duration,
+    /// The bridge's MQTT session expiry for an external broker.
+    session_expiry: Option<Duration>,
 }
 
 /// The bus child: the in-process bus, or the MQTT bridge to the chosen broker.
@@ -469,6 +499,7 @@ fn bus_child(
         client,
         clock,
         keepalive,
+        session_expiry,
     } = settings;
     let (url, protocol) = match (&config.broker, embedded_url) {
         (BrokerChoice::InProcess, _) => {
@@ -495,6 +526,12 @@ fn bus_child(
     bridge_config.keepalive = keepalive;
     bridge_config.tls = config.tls.clone();
     bridge_config.route_queue = NODE_ROUTE_QUEUE;
+    // NOTE: the embedded broker keeps clean sessions: rumqttd's handling of persistent sessions
+    // is not tested here, and the broker runs in the node's own process, so it is down whenever
+    // the node is.
+    if matches!(config.broker, BrokerChoice::External { .. }) {
+        bridge_config.session_expiry = session_expiry;
+    }
     bridge_config
         .validate()
         .map_err(|error| NodeError::Config(error.to_string()))?;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use alicia::actors::registry::Registration;
+use alicia::actors::registry::{AvailabilityState, Registration};
 use alicia::core::bus::Bus;
 use alicia::core::{Envelope, SourceId, TopicName};
 use alicia::mqtt_bridge::{BridgeConfig, BrokerUrl, MqttBridge, MqttVersion};
@@ -238,5 +238,72 @@ async fn deregistration_clears_retained_status() {
     assert_eq!(reply.body()["device_id"], "lamp-1", "{:?}", reply.body());
 
     wait_for_retained(broker.port(), status_topic, |retained| retained.is_none()).await;
+    node.shutdown().await.unwrap();
+}
+
+/// Publishes `envelope` once at QoS 1 on `topic` with `mosquitto_pub`, as a script would.
+fn publish_with_mosquitto_pub(port: u16, topic: &str, envelope: &serde_json::Value) {
+    let published = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
+        .args(["-t", topic, "-m", &envelope.to_string()])
+        .status()
+        .expect("mosquitto_pub runs");
+    assert!(published.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_node_handles_messages_sent_while_down() {
+    let broker = Mosquitto::start().unwrap();
+    let url = BrokerUrl::parse(&broker.url()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let broker_choice = BrokerChoice::External {
+        url: url.clone(),
+        protocol: MqttVersion::V5,
+    };
+    let node = Node::builder(config(dir.path(), broker_choice.clone()))
+        .start()
+        .await
+        .unwrap();
+    assert!(node.bridge().unwrap().wait_connected(WAIT).await);
+    register(&client(&url, MqttVersion::V5).await).await;
+    node.shutdown().await.unwrap();
+
+    // While the node is down, its device heartbeats and a script registers a second device.
+    let envelope = |id: u32, body: serde_json::Value| json!({"v": 1, "id": format!("{id:032x}"), "timestamp_ms": 0, "source": "script", "body": body});
+    publish_with_mosquitto_pub(
+        broker.port(),
+        "alicia/devices/lamp-1/heartbeat",
+        &envelope(1, json!({})),
+    );
+    publish_with_mosquitto_pub(
+        broker.port(),
+        "alicia/registry/request/register",
+        &envelope(
+            2,
+            json!({"id": "lamp-2", "type": "light", "name": "Hall lamp"}),
+        ),
+    );
+
+    let node = Node::builder(config(dir.path(), broker_choice))
+        .start()
+        .await
+        .unwrap();
+    let registry = node.registry().unwrap().clone();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let lamp_1 = registry.get(&"lamp-1".parse().unwrap()).await.unwrap();
+        let lamp_2 = registry.get(&"lamp-2".parse().unwrap()).await;
+        if lamp_1.availability.state == AvailabilityState::Online && lamp_2.is_ok() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the messages sent while the node was down were not handled: lamp-1 {:?}, lamp-2 {lamp_2:?}, bridge {:?}; broker log:\n{}",
+            lamp_1.availability,
+            node.bridge().unwrap().stats(),
+            broker.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     node.shutdown().await.unwrap();
 }

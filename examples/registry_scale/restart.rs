@@ -458,11 +458,11 @@ fn child_id(value: &str) -> Result<ChildId, String> {
 /// The wait after `Node::start` returns before heartbeats count as published after the start.
 const ACK_MARGIN: Duration = Duration::from_millis(20);
 
-/// Starts a node on a private Mosquitto with default limits over the populated data directory,
+/// Restarts a node on a private Mosquitto with default limits over the populated data directory,
 /// while a plain MQTT client publishes `settings.heartbeats` heartbeats at QoS 1, paced over
-/// about two seconds, from before the start until after it. The broker drops heartbeats that
-/// reach it before the node has subscribed, because they have no subscriber. Every heartbeat
-/// published after `Node::start` returned, when the node's routes are subscribed, must be counted.
+/// about two seconds, from while the node is down until after it serves. The broker keeps the
+/// node's session, so it queues the heartbeats that arrive while the node is down, and the
+/// bridge holds what arrives before the routes subscribe. Every heartbeat must be counted.
 pub async fn node_over_mqtt(settings: &RestartSettings<'_>) -> Result<(), String> {
     println!(
         "restart phase, node on Mosquitto; load average {}",
@@ -473,12 +473,6 @@ pub async fn node_over_mqtt(settings: &RestartSettings<'_>) -> Result<(), String
     let url =
         alicia::mqtt_bridge::BrokerUrl::parse(&broker.url()).map_err(|error| error.to_string())?;
 
-    let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let publisher = spawn_mqtt_heartbeats(settings, broker.port(), Arc::clone(&published))?;
-    // Let the device client get going, so that the node starts into a running stream.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-
-    let started = Instant::now();
     let config = NodeConfig {
         node_id: "scale-node".parse().map_err(|_| "invalid node id")?,
         data_dir: settings.data_dir.to_path_buf(),
@@ -488,6 +482,24 @@ pub async fn node_over_mqtt(settings: &RestartSettings<'_>) -> Result<(), String
         },
         tls: None,
     };
+    // The node has run on this broker before, so the broker keeps its session while it is down.
+    let earlier = Node::builder(config.clone())
+        .registry(settings.registry_config())
+        .start()
+        .await
+        .map_err(|error| format!("starting the node the first time failed: {error}"))?;
+    earlier
+        .shutdown()
+        .await
+        .map_err(|error| format!("stopping the node the first time failed: {error}"))?;
+
+    let published = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let publisher = spawn_mqtt_heartbeats(settings, broker.port(), Arc::clone(&published))?;
+    // Heartbeats go on while the node is down: about 500 of them, under the 1000 messages that
+    // Mosquitto queues by default for a client that is away.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let started = Instant::now();
     let node = Node::builder(config)
         .registry(settings.registry_config())
         .start()
@@ -509,8 +521,8 @@ pub async fn node_over_mqtt(settings: &RestartSettings<'_>) -> Result<(), String
         .await
         .map_err(|error| format!("the heartbeat client failed: {error}"))??;
     let after_start = total - before_start;
-    settle_stats(&registry, after_start, settings.deadline).await?;
-    // Heartbeats from before the start may still be on their way; read the count once they land.
+    settle_stats(&registry, total, settings.deadline).await?;
+    // Let any heartbeat still on its way land before the final count.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stats = registry
         .stats()
@@ -526,17 +538,26 @@ pub async fn node_over_mqtt(settings: &RestartSettings<'_>) -> Result<(), String
         millis(typed_first)
     );
     println!(
-        "  heartbeats acknowledged by the broker: {total} in all, {after_start} of them more than {} ms after `Node::start` returned",
+        "  heartbeats acknowledged by the broker: {total} in all, {} while the node was down or starting (up to {} ms after `Node::start` returned), {after_start} later",
+        total - after_start,
         ACK_MARGIN.as_millis()
     );
-    let verdict = if stats.heartbeats >= after_start && stats.rejected_heartbeats == 0 {
-        "every heartbeat published after the start was counted"
+    let verdict = if stats.heartbeats == total && stats.rejected_heartbeats == 0 {
+        "every heartbeat was counted"
     } else {
-        "MISMATCH: fewer heartbeats counted than published after the start"
+        "MISMATCH: heartbeats counted and published differ"
     };
     println!(
         "  registry stats: heartbeats {}, rejected_heartbeats {} ({verdict})",
         stats.heartbeats, stats.rejected_heartbeats
+    );
+    let bridge = node
+        .bridge()
+        .map(|bridge| bridge.stats())
+        .unwrap_or_default();
+    println!(
+        "  bridge: {} messages held at start until the routes subscribed, {} dropped from the hold",
+        bridge.held, bridge.held_dropped
     );
 
     node.shutdown()

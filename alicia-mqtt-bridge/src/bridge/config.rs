@@ -30,6 +30,18 @@ pub struct BridgeConfig {
     /// into the route queues. The broker's queue drops what is over its limit without telling
     /// anyone; a route queue counts its overflow. Ignored over MQTT 3.1.1.
     pub receive_maximum: u16,
+    /// How long the broker keeps the bridge's session after a disconnect, or `None` for a clean
+    /// session that ends with the connection. With a session, the broker keeps the
+    /// subscriptions and queues QoS 1 messages while the bridge is away (up to its own limit,
+    /// Mosquitto's `max_queued_messages`), and sends them on the next connect. Over MQTT 3.1.1 the
+    /// broker decides how long it keeps the session.
+    pub session_expiry: Option<Duration>,
+    /// With a session, how long after start inbound messages are held, in arrival order, before
+    /// they go to the routes. The broker sends queued messages right after the connect, before
+    /// the node's services have subscribed their routes; holding them lets the services
+    /// subscribe first. [`BridgeHandle::release_held`](super::BridgeHandle::release_held) ends the
+    /// hold early, as the node does once its services run.
+    pub start_hold: Duration,
     /// The node id. It is the MQTT client id, the source of the bridge's own envelopes, the
     /// `{node}` of the presence topic and the `{client}` of the reply namespace.
     pub node: NodeId,
@@ -80,6 +92,9 @@ impl BridgeConfig {
     /// Default bound of each route's inbound queue.
     pub const DEFAULT_ROUTE_QUEUE: usize = 1024;
 
+    /// Default hold of inbound messages at start, with a session.
+    pub const DEFAULT_START_HOLD: Duration = Duration::from_secs(5);
+
     /// Default receive maximum over MQTT 5: the largest the protocol allows.
     pub const DEFAULT_RECEIVE_MAXIMUM: u16 = u16::MAX;
 
@@ -90,6 +105,8 @@ impl BridgeConfig {
             broker,
             protocol: MqttVersion::default(),
             receive_maximum: Self::DEFAULT_RECEIVE_MAXIMUM,
+            session_expiry: None,
+            start_hold: Self::DEFAULT_START_HOLD,
             node,
             keepalive: Self::DEFAULT_KEEPALIVE,
             credentials: None,
@@ -177,6 +194,17 @@ impl BridgeConfig {
                 format!(
                     "{} bytes is over MQTT's largest packet of {MQTT_MAX_PACKET_SIZE} bytes; use a smaller size",
                     self.max_packet_size
+                ),
+            );
+        }
+        if let Some(expiry) = self.session_expiry
+            && (expiry.is_zero() || expiry.as_secs() > u64::from(u32::MAX))
+        {
+            return invalid(
+                "session_expiry",
+                format!(
+                    "{expiry:?} is out of range; use 1 s to {} s, or no session expiry for a clean session",
+                    u32::MAX
                 ),
             );
         }

@@ -1,5 +1,6 @@
 //! The I/O task: it polls rumqttc's event loop and nothing else waits in it.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,9 +24,11 @@ pub(crate) async fn run(
     mut eventloop: EventLoop,
     shared: Arc<Shared>,
     backoff: Backoff,
+    hold_until: Option<tokio::time::Instant>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut io = Io {
+        held: hold_until.map(|_| VecDeque::new()),
         shared,
         failures: 0,
         connecting: false,
@@ -41,9 +44,19 @@ pub(crate) async fn run(
             Counters::add(&io.shared.counters.connect_attempts);
         }
 
+        let holding = io.held.is_some();
+        let hold_deadline = hold_until.unwrap_or_else(tokio::time::Instant::now);
         let polled = tokio::select! {
             biased;
             _ = stop.wait_for(|stopped| *stopped) => break,
+            () = io.shared.release_held.notified(), if holding => {
+                io.release_held("released");
+                continue;
+            }
+            () = tokio::time::sleep_until(hold_deadline), if holding => {
+                io.release_held("hold time over");
+                continue;
+            }
             polled = eventloop.poll() => polled,
         };
 
@@ -112,6 +125,10 @@ pub(crate) async fn run(
         .send_modify(|connection| connection.connected = false);
 }
 
+/// The maximum number of inbound messages the start-up hold keeps; more are dropped and counted.
+/// It equals a node's route queue, so a hold never keeps more than one route could take at once.
+const MAX_HELD: usize = 65_536;
+
 /// How long a connection must last before a loss of it starts the backoff sequence afresh.
 const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 
@@ -121,6 +138,9 @@ const SHORT_CONNECTION: Duration = Duration::from_secs(2);
 
 struct Io {
     shared: Arc<Shared>,
+    /// Inbound messages held at start, in arrival order, while the bridge has a session; `None`
+    /// once they went to the routes. See [`BridgeConfig::start_hold`](super::BridgeConfig).
+    held: Option<VecDeque<InboundMessage>>,
     /// Failed polls since the last connection that lasted [`STABLE_CONNECTION`]. A connection that
     /// the broker closes soon after accepting it does not reset the count, so two clients with
     /// the same client id that keep taking the session from each other still back off.
@@ -248,7 +268,40 @@ impl Io {
         if message.payload.is_empty() {
             return;
         }
+        if let Some(held) = &mut self.held {
+            if held.len() < MAX_HELD {
+                Counters::add(&self.shared.counters.held);
+                held.push_back(message);
+            } else {
+                Counters::add(&self.shared.counters.held_dropped);
+                if let Some(suppressed) = self.overflow_log.record(self.shared.clock.monotonic()) {
+                    tracing::warn!(
+                        topic = %message.topic,
+                        max = MAX_HELD,
+                        suppressed,
+                        "start-up hold full: message dropped (the services took too long to subscribe)"
+                    );
+                }
+            }
+            return;
+        }
         self.dispatch(message);
+    }
+
+    /// Ends the start-up hold and hands every held message to the routes subscribed by now.
+    fn release_held(&mut self, reason: &'static str) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        tracing::info!(
+            client = %self.shared.client,
+            messages = held.len(),
+            reason,
+            "start-up hold ended: held messages go to the routes"
+        );
+        for message in held {
+            self.dispatch(message);
+        }
     }
 
     /// Counts an oversized payload as a decode error of every route it matches, without copying

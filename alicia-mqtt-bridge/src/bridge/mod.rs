@@ -152,6 +152,24 @@ impl BridgeHandle {
     pub fn outbox_len(&self) -> usize {
         self.shared().map_or(0, |shared| shared.outbox.len())
     }
+
+    /// Keeps the broker's subscriptions when routes are removed from now on, so a session keeps
+    /// them across a clean stop; call it before stopping the services that own the routes.
+    pub fn keep_broker_subscriptions(&self) {
+        if let Some(shared) = self.shared() {
+            shared
+                .keep_broker_subscriptions
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Ends the start-up hold of a bridge with a session: the held messages go to the routes
+    /// subscribed by now, in arrival order. Does nothing when nothing is held.
+    pub fn release_held(&self) {
+        if let Some(shared) = self.shared() {
+            shared.release_held.notify_one();
+        }
+    }
 }
 
 impl MqttBridge {
@@ -329,15 +347,21 @@ fn start(config: BridgeConfig) -> Result<BridgeState, BridgeError> {
         subscribes_unsent: std::sync::Mutex::new(VecDeque::new()),
         awaiting_replay: std::sync::Mutex::new(Vec::new()),
         subscribes_sent: std::sync::Mutex::new(HashMap::new()),
+        release_held: tokio::sync::Notify::new(),
+        keep_broker_subscriptions: AtomicBool::new(false),
         control,
         connection,
     });
 
     let (stop, stop_rx) = watch::channel(false);
+    let hold = config
+        .session_expiry
+        .map(|_| tokio::time::Instant::now() + config.start_hold);
     let io = tokio::spawn(io::run(
         eventloop,
         Arc::clone(&shared),
         config.backoff,
+        hold,
         stop_rx,
     ));
     let writer = tokio::spawn(writer::run(
@@ -392,7 +416,7 @@ fn connect_options(
             );
             options
                 .set_keep_alive(config.keepalive)
-                .set_clean_session(true)
+                .set_clean_session(config.session_expiry.is_none())
                 .set_max_packet_size(config.max_packet_size, config.max_packet_size)
                 .set_last_will(rumqttc::LastWill::new(
                     presence_topic.as_str(),
@@ -428,7 +452,11 @@ fn connect_options(
             let max_packet_size = u32::try_from(config.max_packet_size).unwrap_or(u32::MAX);
             options
                 .set_keep_alive(config.keepalive)
-                .set_clean_start(true)
+                .set_clean_start(config.session_expiry.is_none())
+                .set_session_expiry_interval(config.session_expiry.map(|expiry| {
+                    // `BridgeConfig::validate` keeps the expiry within u32 seconds.
+                    u32::try_from(expiry.as_secs()).unwrap_or(u32::MAX)
+                }))
                 .set_max_packet_size(Some(max_packet_size))
                 .set_receive_maximum(Some(config.receive_maximum))
                 .set_last_will(v5::mqttbytes::v5::LastWill::new(

@@ -80,6 +80,10 @@ pub(crate) struct Shared {
     /// Subscribes that arrived after the I/O task connected but before the writer replayed the
     /// session. The replay subscribes their routes too, and they complete with its SUBACK.
     pub awaiting_replay: Mutex<Vec<oneshot::Sender<()>>>,
+    /// Ends the I/O task's start-up hold of inbound messages.
+    pub release_held: tokio::sync::Notify,
+    /// Set before a clean stop: a removed route no longer unsubscribes its filter at the broker.
+    pub keep_broker_subscriptions: std::sync::atomic::AtomicBool,
     pub control: mpsc::UnboundedSender<Control>,
     pub connection: watch::Sender<Connection>,
 }
@@ -97,7 +101,10 @@ impl Shared {
     /// Removes a route, and unsubscribes its filter at the broker when no other route uses it.
     pub fn remove_route(&self, id: RouteId) -> Option<super::routes::RouteSlot> {
         let (slot, last) = self.routes.remove(id)?;
-        if last && slot.filter != self.reply_filter {
+        let keep = self
+            .keep_broker_subscriptions
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if last && slot.filter != self.reply_filter && !keep {
             let _ = self.control.send(Control::Unsubscribe {
                 filter: slot.filter.clone(),
             });

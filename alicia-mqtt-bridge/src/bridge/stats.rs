@@ -19,6 +19,8 @@ pub(crate) struct Counters {
     pub connect_attempts: AtomicU64,
     pub connections: AtomicU64,
     pub connection_losses: AtomicU64,
+    pub held: AtomicU64,
+    pub held_dropped: AtomicU64,
 }
 
 impl Counters {
@@ -42,6 +44,8 @@ impl Counters {
             connect_attempts: read(&self.connect_attempts),
             connections: read(&self.connections),
             connection_losses: read(&self.connection_losses),
+            held: read(&self.held),
+            held_dropped: read(&self.held_dropped),
         }
     }
 }
@@ -76,6 +80,10 @@ pub struct BridgeStats {
     pub connections: u64,
     /// Established connections that were lost.
     pub connection_losses: u64,
+    /// Inbound messages held at start, with a persistent session, until the routes subscribed.
+    pub held: u64,
+    /// Inbound messages dropped at start because the hold was full.
+    pub held_dropped: u64,
 }
 
 impl BridgeStats {
