@@ -81,6 +81,12 @@ struct Args {
     /// Run no health monitor.
     #[arg(long)]
     no_health: bool,
+
+    /// Connect to the external broker with a clean MQTT session: the broker drops what it kept
+    /// for this node id, including subscriptions of services the node no longer runs, and
+    /// keeps nothing while the node is down.
+    #[arg(long)]
+    clean_session: bool,
 }
 
 #[tokio::main]
@@ -115,6 +121,9 @@ async fn run(args: Args) -> Result<(), String> {
     }
     if args.no_health {
         builder = builder.without_health();
+    }
+    if args.clean_session {
+        builder = builder.session_expiry(None);
     }
     let node = builder.start().await.map_err(|error| error.to_string())?;
     if let Some(bridge) = node.bridge() {

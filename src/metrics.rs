@@ -38,11 +38,13 @@ pub fn bridge_families(stats: &BridgeStats, connected: bool) -> Vec<MetricFamily
         ("telemetry_overflow", stats.telemetry_dropped),
         ("error_reply_overflow", stats.error_replies_dropped),
         ("publish_timeout", stats.publish_timeouts),
+        ("unrouted", stats.unrouted),
+        ("start_hold_full", stats.held_dropped),
     ];
     let dropped = MetricFamily {
         name: "alicia_bridge_messages_dropped_total".to_owned(),
-        help: "Messages the bridge dropped, by reason: inbound oversized, invalid topic or full \
-               route queue; outbound telemetry or error replies pushed out of a full outbox, or \
+        help: "Messages the bridge dropped, by reason: inbound oversized, invalid topic, full \
+               route queue, matching no route or over the start-up hold; outbound telemetry or error replies pushed out of a full outbox, or \
                publishes that timed out waiting for outbox room."
             .to_owned(),
         kind: MetricKind::Counter,

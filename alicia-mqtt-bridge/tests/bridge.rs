@@ -868,3 +868,31 @@ async fn publish_batch_keeps_order_through_full_outbox() {
         assert_eq!(next(&mut readings).await.envelope.body().value, value);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_without_route_is_counted() {
+    let broker = mosquitto();
+    let (bus, handle) = start_connected(config(&broker.url(), "node-kept")).await;
+    let (route, _readings) = collect::<Reading>(&bus, "alicia/devices/+/state").await;
+    // As before a clean stop: the route goes, its broker subscription stays.
+    handle.keep_broker_subscriptions();
+    bus.unsubscribe(route).await.expect("route unsubscribes");
+
+    let publisher = start_connected(config(&broker.url(), "node-pub")).await.0;
+    let sent = envelope(&publisher, Reading { value: 3 });
+    publisher
+        .publish(
+            &topic("alicia/devices/d1/state"),
+            &sent,
+            PublishOptions::state_change(),
+        )
+        .await
+        .expect("publish is accepted");
+
+    let deadline = Instant::now() + WAIT;
+    while handle.stats().unrouted == 0 {
+        assert!(Instant::now() < deadline, "{:?}", handle.stats());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(handle.stats().unrouted, 1);
+}

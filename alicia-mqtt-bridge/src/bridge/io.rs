@@ -36,6 +36,7 @@ pub(crate) async fn run(
         bad_topic_log: LogRateLimit::default(),
         oversized_log: LogRateLimit::default(),
         overflow_log: LogRateLimit::default(),
+        unrouted_log: LogRateLimit::default(),
     };
 
     loop {
@@ -152,6 +153,7 @@ struct Io {
     bad_topic_log: LogRateLimit,
     oversized_log: LogRateLimit,
     overflow_log: LogRateLimit,
+    unrouted_log: LogRateLimit,
 }
 
 impl Io {
@@ -344,9 +346,11 @@ impl Io {
 
     fn dispatch(&mut self, message: InboundMessage) {
         let mut overflowed = Vec::new();
+        let mut matched = false;
         self.shared
             .routes
             .for_each_match(&message.topic, |id, slot| {
+                matched = true;
                 match slot.queue.try_send(message.clone()) {
                     Ok(()) => {}
                     Err(TrySendError::Full(_)) => {
@@ -359,6 +363,19 @@ impl Io {
                 }
             });
 
+        // A reply went to its requester in `forward_reply`; it needs no route.
+        if !matched && !self.shared.reply_filter.matches(&message.topic) {
+            Counters::add(&self.shared.counters.unrouted);
+            if let Some(suppressed) = self.unrouted_log.record(self.shared.clock.monotonic()) {
+                tracing::warn!(
+                    client = %self.shared.client,
+                    topic = %message.topic,
+                    suppressed,
+                    "dropped a message that matches no route; if this node id ran other services before, its MQTT session still holds their subscriptions: start the node once with a clean session (NodeBuilder::session_expiry(None), flag --clean-session)"
+                );
+            }
+            return;
+        }
         if let Some(route) = overflowed.first()
             && let Some(suppressed) = self.overflow_log.record(self.shared.clock.monotonic())
         {

@@ -562,7 +562,15 @@ impl BridgeState {
             .shared
             .remove_route(id)
             .ok_or(BusError::UnknownRoute { route: id })?;
-        tracing::info!(route = id.0, filter = %slot.filter, "route unsubscribed");
+        if self
+            .shared
+            .keep_broker_subscriptions
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::info!(route = id.0, filter = %slot.filter, "route removed; the broker keeps its subscription for the session");
+        } else {
+            tracing::info!(route = id.0, filter = %slot.filter, "route unsubscribed");
+        }
         Ok(())
     }
 

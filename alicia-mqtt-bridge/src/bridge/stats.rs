@@ -21,6 +21,7 @@ pub(crate) struct Counters {
     pub connection_losses: AtomicU64,
     pub held: AtomicU64,
     pub held_dropped: AtomicU64,
+    pub unrouted: AtomicU64,
 }
 
 impl Counters {
@@ -46,6 +47,7 @@ impl Counters {
             connection_losses: read(&self.connection_losses),
             held: read(&self.held),
             held_dropped: read(&self.held_dropped),
+            unrouted: read(&self.unrouted),
         }
     }
 }
@@ -84,6 +86,9 @@ pub struct BridgeStats {
     pub held: u64,
     /// Inbound messages dropped at start because the hold was full.
     pub held_dropped: u64,
+    /// Inbound messages that matched no route, dropped. With a session, the usual cause is a
+    /// subscription left from an earlier run of the same node id that ran other services.
+    pub unrouted: u64,
 }
 
 impl BridgeStats {
