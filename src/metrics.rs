@@ -39,7 +39,7 @@ pub fn bridge_families(stats: &BridgeStats, connected: bool) -> Vec<MetricFamily
         ("error_reply_overflow", stats.error_replies_dropped),
         ("publish_timeout", stats.publish_timeouts),
         ("unrouted", stats.unrouted),
-        ("start_hold_full", stats.held_dropped),
+        ("start_hold_full", stats.start_hold_overflow),
     ];
     let dropped = MetricFamily {
         name: "alicia_bridge_messages_dropped_total".to_owned(),

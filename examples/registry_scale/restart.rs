@@ -458,11 +458,11 @@ fn child_id(value: &str) -> Result<ChildId, String> {
 /// The wait after `Node::start` returns before heartbeats count as published after the start.
 const ACK_MARGIN: Duration = Duration::from_millis(20);
 
-/// Restarts a node on a private Mosquitto with default limits over the populated data directory,
-/// while a plain MQTT client publishes `settings.heartbeats` heartbeats at QoS 1, paced over
+/// Restarts a node on a private Mosquitto with default limits over the populated data directory.
+/// Meanwhile a plain MQTT client publishes `settings.heartbeats` heartbeats at QoS 1, paced over
 /// about two seconds, from while the node is down until after it serves. The broker keeps the
-/// node's session, so it queues the heartbeats that arrive while the node is down, and the
-/// bridge holds what arrives before the routes subscribe. Every heartbeat must be counted.
+/// node's session and queues the heartbeats that arrive while the node is down, and the bridge
+/// keeps back what arrives before the routes subscribe. Every heartbeat must be counted.
 pub async fn node_over_mqtt(settings: &RestartSettings<'_>) -> Result<(), String> {
     println!(
         "restart phase, node on Mosquitto; load average {}",
@@ -557,7 +557,7 @@ pub async fn node_over_mqtt(settings: &RestartSettings<'_>) -> Result<(), String
         .unwrap_or_default();
     println!(
         "  bridge: {} messages held at start until the routes subscribed, {} dropped from the hold",
-        bridge.held, bridge.held_dropped
+        bridge.held_at_start, bridge.start_hold_overflow
     );
 
     node.shutdown()

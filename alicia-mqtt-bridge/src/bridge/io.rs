@@ -28,7 +28,7 @@ pub(crate) async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut io = Io {
-        held: hold_until.map(|_| VecDeque::new()),
+        start_hold: hold_until.map(|_| VecDeque::new()),
         shared,
         failures: 0,
         connecting: false,
@@ -39,14 +39,18 @@ pub(crate) async fn run(
         unrouted_log: LogRateLimit::default(),
     };
 
+    // One timer for the whole hold: `select!` builds every branch's future on each pass, even a
+    // disabled one, and this loop runs once per inbound message.
+    let hold_timer = tokio::time::sleep_until(hold_until.unwrap_or_else(tokio::time::Instant::now));
+    tokio::pin!(hold_timer);
+
     loop {
         if !io.connecting && io.connected_at.is_none() {
             io.connecting = true;
             Counters::add(&io.shared.counters.connect_attempts);
         }
 
-        let holding = io.held.is_some();
-        let hold_deadline = hold_until.unwrap_or_else(tokio::time::Instant::now);
+        let holding = io.start_hold.is_some();
         let polled = tokio::select! {
             biased;
             _ = stop.wait_for(|stopped| *stopped) => break,
@@ -54,7 +58,7 @@ pub(crate) async fn run(
                 io.release_held("released");
                 continue;
             }
-            () = tokio::time::sleep_until(hold_deadline), if holding => {
+            () = &mut hold_timer, if holding => {
                 io.release_held("hold time over");
                 continue;
             }
@@ -84,34 +88,23 @@ pub(crate) async fn run(
                 let while_connecting = io.connected_at.is_none();
                 io.disconnected(&mut eventloop, &error);
                 let delay = backoff.delay(io.failures, rand::random::<f64>());
-                if while_connecting
+                let hint = if while_connecting
                     && error.closed_by_broker
                     && eventloop.version() == MqttVersion::V5
                 {
-                    tracing::warn!(
-                        client = %io.shared.client,
-                        attempt = io.failures,
-                        delay_ms = delay.as_millis() as u64,
-                        %error,
-                        "the broker closed the connection before accepting it; a broker that speaks MQTT 3.1.1 only (such as another node's embedded broker) does this to an MQTT 5 client, so set mqtt_version = \"3.1.1\" (flag --mqtt-version 3.1.1) for it; retrying after the backoff delay"
-                    );
+                    "the broker closed the connection before accepting it; a broker that speaks MQTT 3.1.1 only (such as another node's embedded broker) does this to an MQTT 5 client, so set mqtt_version = \"3.1.1\" (flag --mqtt-version 3.1.1) for it"
                 } else if error.tls {
-                    tracing::warn!(
-                        client = %io.shared.client,
-                        attempt = io.failures,
-                        delay_ms = delay.as_millis() as u64,
-                        %error,
-                        "TLS handshake with the broker failed; check that tls.ca_file contains the CA that signed the broker's certificate and that the certificate names the broker URL's host; retrying after the backoff delay"
-                    );
+                    "TLS handshake with the broker failed; check that tls.ca_file contains the CA that signed the broker's certificate and that the certificate names the broker URL's host"
                 } else {
-                    tracing::warn!(
-                        client = %io.shared.client,
-                        attempt = io.failures,
-                        delay_ms = delay.as_millis() as u64,
-                        %error,
-                        "broker connection failed; retrying after the backoff delay"
-                    );
-                }
+                    "broker connection failed"
+                };
+                tracing::warn!(
+                    client = %io.shared.client,
+                    attempt = io.failures,
+                    delay_ms = delay.as_millis() as u64,
+                    %error,
+                    "{hint}; retrying after the backoff delay"
+                );
                 tokio::select! {
                     biased;
                     _ = stop.wait_for(|stopped| *stopped) => break,
@@ -139,9 +132,9 @@ const SHORT_CONNECTION: Duration = Duration::from_secs(2);
 
 struct Io {
     shared: Arc<Shared>,
-    /// Inbound messages held at start, in arrival order, while the bridge has a session; `None`
-    /// once they went to the routes. See [`BridgeConfig::start_hold`](super::BridgeConfig).
-    held: Option<VecDeque<InboundMessage>>,
+    /// Inbound messages kept back at start, in arrival order, while the bridge has a session;
+    /// `None` once they went to the routes. See [`BridgeConfig::start_hold`](super::BridgeConfig).
+    start_hold: Option<VecDeque<InboundMessage>>,
     /// Failed polls since the last connection that lasted [`STABLE_CONNECTION`]. A connection that
     /// the broker closes soon after accepting it does not reset the count, so two clients with
     /// the same client id that keep taking the session from each other still back off.
@@ -181,9 +174,9 @@ impl Io {
 
     /// Records a failed poll and saves what rumqttc would lose.
     ///
-    /// The publishes rumqttc kept are moved to [`Shared::resend`], for the writer to send after
-    /// the session replay. Subscribes and unsubscribes are dropped, because the replay subscribes
-    /// every route again.
+    /// It moves the publishes rumqttc kept to [`Shared::resend`], for the writer to send after the
+    /// session replay, and drops subscribes and unsubscribes, because the replay subscribes every
+    /// route again.
     fn disconnected(&mut self, eventloop: &mut EventLoop, error: &PollError) {
         self.connecting = false;
         let lasted = self.connected_at.take().map(|at| at.elapsed());
@@ -270,12 +263,12 @@ impl Io {
         if message.payload.is_empty() {
             return;
         }
-        if let Some(held) = &mut self.held {
+        if let Some(held) = &mut self.start_hold {
             if held.len() < MAX_HELD {
-                Counters::add(&self.shared.counters.held);
+                Counters::add(&self.shared.counters.held_at_start);
                 held.push_back(message);
             } else {
-                Counters::add(&self.shared.counters.held_dropped);
+                Counters::add(&self.shared.counters.start_hold_overflow);
                 if let Some(suppressed) = self.overflow_log.record(self.shared.clock.monotonic()) {
                     tracing::warn!(
                         topic = %message.topic,
@@ -292,7 +285,7 @@ impl Io {
 
     /// Ends the start-up hold and hands every held message to the routes subscribed by now.
     fn release_held(&mut self, reason: &'static str) {
-        let Some(held) = self.held.take() else {
+        let Some(held) = self.start_hold.take() else {
             return;
         };
         tracing::info!(

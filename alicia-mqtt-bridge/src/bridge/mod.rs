@@ -17,8 +17,8 @@
 //! - one **worker per route** decodes, authorizes and delivers that route's messages, exactly as
 //!   the local bus does, and queues error replies.
 //!
-//! The bridge speaks MQTT 5 by default and MQTT 3.1.1 on request ([`MqttVersion`]); over MQTT 5
-//! it announces a receive maximum, so a broker does not hold a burst back in its own queue.
+//! The bridge speaks MQTT 5 by default and MQTT 3.1.1 on request ([`MqttVersion`]). Over MQTT 5
+//! it announces a receive maximum, so a broker does not keep a burst back in its own queue.
 //! The MQTT client id is the node id, the session is clean, and the last will publishes presence
 //! `offline` (retained, QoS 1) on `alicia/nodes/{node}/presence`. Stopping the actor publishes
 //! `offline` itself and disconnects cleanly.
@@ -153,8 +153,8 @@ impl BridgeHandle {
         self.shared().map_or(0, |shared| shared.outbox.len())
     }
 
-    /// Keeps the broker's subscriptions when routes are removed from now on, so a session keeps
-    /// them across a clean stop; call it before stopping the services that own the routes.
+    /// Keeps the broker's subscriptions when routes are removed from now on, so that a session
+    /// keeps them across a clean stop. Call it before stopping the services that own the routes.
     pub fn keep_broker_subscriptions(&self) {
         if let Some(shared) = self.shared() {
             shared
@@ -406,6 +406,12 @@ fn connect_options(
         )),
         None => None,
     };
+    let credentials = config.credentials.as_ref().map(|credentials| {
+        (
+            credentials.username.clone(),
+            credentials.expose_password().to_owned(),
+        )
+    });
 
     match config.protocol {
         MqttVersion::V311 => {
@@ -424,11 +430,8 @@ fn connect_options(
                     rumqttc::QoS::AtLeastOnce,
                     true,
                 ));
-            if let Some(credentials) = &config.credentials {
-                options.set_credentials(
-                    credentials.username.clone(),
-                    credentials.expose_password().to_owned(),
-                );
+            if let Some((username, password)) = credentials {
+                options.set_credentials(username, password);
             }
             if let Some(transport) = transport {
                 options.set_transport(transport);
@@ -467,11 +470,8 @@ fn connect_options(
                     None,
                 ))
                 .set_network_options(network);
-            if let Some(credentials) = &config.credentials {
-                options.set_credentials(
-                    credentials.username.clone(),
-                    credentials.expose_password().to_owned(),
-                );
+            if let Some((username, password)) = credentials {
+                options.set_credentials(username, password);
             }
             if let Some(transport) = transport {
                 options.set_transport(transport);

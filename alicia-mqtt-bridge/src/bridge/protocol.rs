@@ -65,18 +65,18 @@ pub(crate) enum Client {
     V5(v5::AsyncClient),
 }
 
-/// rumqttc refused a request because its event loop has stopped.
+/// The error of a request that rumqttc could not take because its event loop has stopped.
 #[derive(Debug)]
-pub(crate) struct RequestRefused(String);
+pub(crate) struct ClientClosed(String);
 
-impl fmt::Display for RequestRefused {
+impl fmt::Display for ClientClosed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-fn refused(error: impl fmt::Display) -> RequestRefused {
-    RequestRefused(error.to_string())
+fn client_closed(error: impl fmt::Display) -> ClientClosed {
+    ClientClosed(error.to_string())
 }
 
 impl Client {
@@ -86,27 +86,27 @@ impl Client {
         qos: QoS,
         retain: bool,
         payload: Vec<u8>,
-    ) -> Result<(), RequestRefused> {
+    ) -> Result<(), ClientClosed> {
         match self {
             Self::V311(client) => client
                 .publish(topic, qos_v311(qos), retain, payload)
                 .await
-                .map_err(refused),
+                .map_err(client_closed),
             Self::V5(client) => client
                 .publish(topic, qos_v5(qos), retain, payload)
                 .await
-                .map_err(refused),
+                .map_err(client_closed),
         }
     }
 
     /// Subscribes every filter at QoS 1 in one SUBSCRIBE packet.
-    pub async fn subscribe_many(&self, filters: Vec<TopicFilter>) -> Result<(), RequestRefused> {
+    pub async fn subscribe_many(&self, filters: Vec<TopicFilter>) -> Result<(), ClientClosed> {
         match self {
             Self::V311(client) => {
                 let filters = filters.into_iter().map(|filter| {
                     rumqttc::SubscribeFilter::new(filter.into_string(), rumqttc::QoS::AtLeastOnce)
                 });
-                client.subscribe_many(filters).await.map_err(refused)
+                client.subscribe_many(filters).await.map_err(client_closed)
             }
             Self::V5(client) => {
                 let filters = filters.into_iter().map(|filter| {
@@ -115,27 +115,33 @@ impl Client {
                         v5::mqttbytes::QoS::AtLeastOnce,
                     )
                 });
-                client.subscribe_many(filters).await.map_err(refused)
+                client.subscribe_many(filters).await.map_err(client_closed)
             }
         }
     }
 
     /// Subscribes one filter at QoS 1.
-    pub async fn subscribe(&self, filter: &TopicFilter) -> Result<(), RequestRefused> {
+    pub async fn subscribe(&self, filter: &TopicFilter) -> Result<(), ClientClosed> {
         self.subscribe_many(vec![filter.clone()]).await
     }
 
-    pub async fn unsubscribe(&self, filter: &TopicFilter) -> Result<(), RequestRefused> {
+    pub async fn unsubscribe(&self, filter: &TopicFilter) -> Result<(), ClientClosed> {
         match self {
-            Self::V311(client) => client.unsubscribe(filter.as_str()).await.map_err(refused),
-            Self::V5(client) => client.unsubscribe(filter.as_str()).await.map_err(refused),
+            Self::V311(client) => client
+                .unsubscribe(filter.as_str())
+                .await
+                .map_err(client_closed),
+            Self::V5(client) => client
+                .unsubscribe(filter.as_str())
+                .await
+                .map_err(client_closed),
         }
     }
 
-    pub async fn disconnect(&self) -> Result<(), RequestRefused> {
+    pub async fn disconnect(&self) -> Result<(), ClientClosed> {
         match self {
-            Self::V311(client) => client.disconnect().await.map_err(refused),
-            Self::V5(client) => client.disconnect().await.map_err(refused),
+            Self::V311(client) => client.disconnect().await.map_err(client_closed),
+            Self::V5(client) => client.disconnect().await.map_err(client_closed),
         }
     }
 }

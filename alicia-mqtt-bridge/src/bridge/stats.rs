@@ -19,8 +19,8 @@ pub(crate) struct Counters {
     pub connect_attempts: AtomicU64,
     pub connections: AtomicU64,
     pub connection_losses: AtomicU64,
-    pub held: AtomicU64,
-    pub held_dropped: AtomicU64,
+    pub held_at_start: AtomicU64,
+    pub start_hold_overflow: AtomicU64,
     pub unrouted: AtomicU64,
 }
 
@@ -45,8 +45,8 @@ impl Counters {
             connect_attempts: read(&self.connect_attempts),
             connections: read(&self.connections),
             connection_losses: read(&self.connection_losses),
-            held: read(&self.held),
-            held_dropped: read(&self.held_dropped),
+            held_at_start: read(&self.held_at_start),
+            start_hold_overflow: read(&self.start_hold_overflow),
             unrouted: read(&self.unrouted),
         }
     }
@@ -82,10 +82,10 @@ pub struct BridgeStats {
     pub connections: u64,
     /// Established connections that were lost.
     pub connection_losses: u64,
-    /// Inbound messages held at start, with a persistent session, until the routes subscribed.
-    pub held: u64,
-    /// Inbound messages dropped at start because the hold was full.
-    pub held_dropped: u64,
+    /// Inbound messages kept back at start, with a session, until the routes subscribed.
+    pub held_at_start: u64,
+    /// Inbound messages dropped at start because the start-up hold was full.
+    pub start_hold_overflow: u64,
     /// Inbound messages that matched no route, dropped. With a session, the usual cause is a
     /// subscription left from an earlier run of the same node id that ran other services.
     pub unrouted: u64,
