@@ -9,7 +9,7 @@
 //! bare rumqttc client publishes the same heartbeats at QoS 1 as fast as it can, going round
 //! `--devices` device topics. The raw side is an MQTT bridge whose route on
 //! `alicia/devices/+/heartbeat` decodes each envelope and hands it to an actor that only counts.
-//! The node side is a whole node whose registry holds every device (each already online), and a
+//! The node side is a whole node whose registry contains every device (each already online), and a
 //! heartbeat counts when the registry has taken it. Each side runs `--rounds` times, alternating,
 //! and the medians are compared.
 

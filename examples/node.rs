@@ -73,8 +73,8 @@ struct Args {
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
 
-    /// Run no device registry, for a second node on a broker whose first node runs it: every
-    /// registry on a broker answers every registry request.
+    /// Run no device registry, for a second node on a broker whose first node runs it. Every
+    /// registry on a broker replies to every registry request.
     #[arg(long)]
     no_registry: bool,
 

@@ -511,7 +511,7 @@ const MQTT_CLIENT_ID: &str = "registry-load";
 ///
 /// Request `index` carries the message id `tag | index`, so a reply's correlation id names the
 /// request it replies to. A reply counts when its correlation id matches its topic, names a request
-/// not yet answered, and its status is `ok`.
+/// without a reply yet, and its status is `ok`.
 async fn register_over_mqtt(args: &Args, url: &BrokerUrl) -> Result<Run, String> {
     use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 

@@ -454,7 +454,7 @@ impl NodeBuilder {
 
         // Every service has subscribed its routes, so messages the broker kept for the node while
         // it was away can go to them now.
-        // NOTE: a bridge that its supervisor restarts holds inbound messages for the whole
+        // NOTE: a bridge that its supervisor restarts keeps inbound messages back for the whole
         // `BridgeConfig::start_hold` (5 s), because nothing tells it when the services that
         // restart after it have subscribed again.
         if let Some(bridge) = &bridge {

@@ -223,9 +223,9 @@ struct BadInputLog {
 }
 
 impl BadInputLog {
-    /// Returns, when a log line is due at `now`, how many rejections since the last line were
-    /// not logged; otherwise counts this one as not logged and returns `None`. The bridge's log
-    /// limit reports its `suppressed` count the same way.
+    /// Returns how many rejections since the last log line were not logged, when a line is due
+    /// at `now`. Otherwise counts this one as not logged and returns `None`, as the bridge's
+    /// `suppressed` count does.
     fn due(&mut self, now: Duration, interval: Duration) -> Option<u64> {
         let due = match self.last_logged {
             None => true,

@@ -503,7 +503,7 @@ struct PendingRegistration {
 /// So the publisher waits for the oldest outcome, then takes every later registration whose
 /// outcome has already arrived and publishes all their replies in one [`Bus::publish_batch`].
 /// A burst of registrations thus costs one bus command per commit instead of one per device. It
-/// ends when the routes actor has stopped and every queued registration is answered.
+/// ends when the routes actor has stopped and every queued registration has its reply.
 async fn publish_registration_replies(
     bus: Bus,
     mut pending: mpsc::UnboundedReceiver<PendingRegistration>,

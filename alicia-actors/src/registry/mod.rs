@@ -49,7 +49,7 @@
 //!
 //! After loading, the registry announces an `unknown` status for every device, replacing retained
 //! statuses from before the restart. It announces 512 devices at a time and handles requests
-//! between the steps, so it serves at once; a device whose availability changed before its step
+//! between the steps, so it serves at once. A device whose availability changed before its step
 //! keeps its newer status.
 
 mod actor;

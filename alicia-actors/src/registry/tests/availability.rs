@@ -237,8 +237,8 @@ async fn start_announcement_lets_requests_through() {
     registry.stop().await;
 
     // A slow event consumer, five events per millisecond, so the announcement of 3,000 statuses
-    // takes at least 600 ms. A registry that announced every device before serving would answer
-    // the heartbeat only once all but the channel's 64 had been read.
+    // takes at least 600 ms. A registry that announced every device before serving would reply
+    // to the heartbeat only once all but the channel's 64 had been read.
     let registry =
         start_with_event_capacity(dir.path(), &clock, quiet_config(), EVENT_CAPACITY).await;
     let Running {

@@ -52,7 +52,7 @@ pub async fn start(dir: &Path, clock: &ManualClock, config: RegistryConfig) -> R
     start_with_event_capacity(dir, clock, config, 4096).await
 }
 
-/// Starts a registry whose event channel holds at most `capacity` events.
+/// Starts a registry whose event channel has room for `capacity` events.
 pub async fn start_with_event_capacity(
     dir: &Path,
     clock: &ManualClock,
